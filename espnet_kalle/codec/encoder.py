@@ -1,0 +1,83 @@
+"""Flow-VAE posterior encoder: waveform -> (mu, log_sigma) per 12.5 Hz frame (16 kHz, total stride 1280).
+
+Layout follows the released checkpoint (``audio_encoder.generator.<i>``): a first conv, then per stage an
+activation, a strided conv (kernel = 2 x stride) and a stack of residual dilated units, then an activation and
+a conv to 2 x latent_dim channels.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import torch
+from torch import nn
+
+from espnet_kalle.codec.modules import CausalConv1d
+
+
+class _Conv(nn.Module):
+    """Wrapper so parameter names read ``<i>.layer.weight_*`` as in the release."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        self.layer = CausalConv1d(*args, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class ResidualUnit(nn.Module):
+    """x + conv(act(conv_dilated(act(x))))."""
+
+    def __init__(self, channels: int, dilation: int, kernel_size: int = 3):
+        super().__init__()
+        self.block = nn.Sequential(
+            nn.ELU(),
+            CausalConv1d(channels, channels, kernel_size, dilation=dilation),
+            nn.ELU(),
+            CausalConv1d(channels, channels, kernel_size),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.block(x)
+
+
+class ResidualStack(nn.Module):
+    def __init__(self, channels: int, dilations: Sequence[int]):
+        super().__init__()
+        self.layers = nn.ModuleList(ResidualUnit(channels, d) for d in dilations)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class PosteriorEncoder(nn.Module):
+    """Causal convolutional encoder producing the Gaussian posterior q(z|x)."""
+
+    def __init__(
+        self,
+        latent_dim: int = 512,
+        downsample_rates: Sequence[int] = (2, 2, 4, 4, 4, 5),
+        downsample_channels: Sequence[int] = (12, 24, 48, 96, 192, 384, 768),
+        residual_dilations: Sequence[int] = (1, 3, 9, 1, 3, 9),
+    ):
+        super().__init__()
+        if len(downsample_channels) != len(downsample_rates) + 1:
+            raise ValueError("downsample_channels needs one more entry than downsample_rates")
+        layers: list[nn.Module] = [_Conv(1, downsample_channels[0], 3)]
+        for rate, c_in, c_out in zip(downsample_rates, downsample_channels[:-1], downsample_channels[1:]):
+            layers += [nn.ELU(), _Conv(c_in, c_out, 2 * rate, stride=rate), ResidualStack(c_out, residual_dilations)]
+        layers += [nn.ELU(), _Conv(downsample_channels[-1], 2 * latent_dim, 3)]
+        self.generator = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        self.hop_length = 1
+        for rate in downsample_rates:
+            self.hop_length *= rate
+
+    def forward(self, wav: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """wav [B, 1, T] -> (mu, log_sigma) each [B, D, ceil(T / hop)]."""
+        stats = self.generator(wav)
+        mu, log_sigma = stats.split(self.latent_dim, dim=1)
+        return mu, log_sigma
