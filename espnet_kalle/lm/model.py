@@ -1,0 +1,108 @@
+"""KalleLM: [speaker][text][SEP][z_1 .. z_T] -> a causal LLaMA -> N(mu_t, sigma_t) of the next frame."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+
+from espnet_kalle.lm.backbone import build_llama
+from espnet_kalle.lm.next_distribution import DistributionHead
+
+
+class KalleLM(nn.Module):
+    """The next-distribution language model (no ESPnet here; ``tts/kalle.py`` wraps it).
+
+    ``sep_token_ids`` are the two tokens between text and speech (the release uses
+    <|SPEECH_UNDERSTANDING_END|>, <|SPEECH_GENERATION_START|>); when not given, two ids are appended after the
+    text vocabulary. ``speaker_dim`` > 0 adds a projected speaker latent as the first position.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        latent_dim: int = 512,
+        hidden_size: int = 512,
+        num_layers: int = 8,
+        num_heads: int = 8,
+        num_kv_heads: Optional[int] = None,
+        intermediate_size: Optional[int] = None,
+        max_position_embeddings: int = 4096,
+        rope_theta: float = 10000.0,
+        rope_scaling: Optional[dict] = None,
+        head_dim: Optional[int] = None,
+        speaker_dim: int = 0,
+        sep_token_ids: Optional[Sequence[int]] = None,
+    ):
+        super().__init__()
+        if sep_token_ids is None:
+            sep_token_ids = (vocab_size, vocab_size + 1)
+            vocab_size += 2
+        self.text_vocab_size = vocab_size
+        self.register_buffer("sep_ids", torch.tensor(list(sep_token_ids), dtype=torch.long), persistent=False)
+        self.backbone = build_llama(
+            vocab_size, hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size,
+            max_position_embeddings, rope_theta, rope_scaling, head_dim=head_dim,
+        )
+        self.latent_dim = latent_dim
+        self.hidden_size = hidden_size
+        self.max_positions = max_position_embeddings
+        self.audio_linear = nn.Linear(latent_dim, hidden_size)
+        self.head = DistributionHead(hidden_size, latent_dim)
+        self.speaker_dim = speaker_dim
+        self.speaker_linear = nn.Linear(speaker_dim, hidden_size) if speaker_dim > 0 else None
+
+    def prefix(
+        self,
+        text_ids: torch.Tensor,
+        speaker: Optional[torch.Tensor] = None,
+        prompt_latents: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Embeddings [N, H] of one item: [speaker][text][SEP][prompt latents]."""
+        parts = []
+        if self.speaker_linear is not None:
+            if speaker is None:
+                raise ValueError("this model conditions on a speaker latent: pass speaker=[speaker_dim]")
+            parts.append(self.speaker_linear(speaker.reshape(1, -1)))
+        embed = self.backbone.embed_tokens
+        parts.append(embed(text_ids.long()))
+        parts.append(embed(self.sep_ids))
+        if prompt_latents is not None and prompt_latents.shape[0] > 0:
+            parts.append(self.audio_linear(prompt_latents))
+        return torch.cat(parts, dim=0)
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        latents_in: torch.Tensor,
+        latent_lengths: torch.Tensor,
+        speaker: Optional[torch.Tensor] = None,
+        drop_text: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced pass. latents_in [B, T, D] (sampled posterior latents) -> (mu, log_sigma) [B, T+1, D].
+
+        Output step t predicts frame t+1 (step T predicts the end). Items are right-padded, so with causal
+        attention no valid position ever sees padding. ``drop_text`` [B] bool removes an item's text
+        (classifier-free guidance training).
+        """
+        audio = self.audio_linear(latents_in)
+        sequences, starts = [], []
+        for b in range(text.shape[0]):
+            ids = text[b, : text_lengths[b]]
+            if drop_text is not None and bool(drop_text[b]):
+                ids = ids[:0]
+            prefix = self.prefix(ids, None if speaker is None else speaker[b])
+            starts.append(prefix.shape[0] - 1)
+            sequences.append(torch.cat([prefix, audio[b, : latent_lengths[b]]], dim=0))
+        if max(s.shape[0] for s in sequences) > self.max_positions:
+            raise ValueError(f"sequence longer than max_position_embeddings={self.max_positions}")
+        inputs = pad_sequence(sequences, batch_first=True)
+        hidden = self.backbone(inputs_embeds=inputs).last_hidden_state
+        steps = latents_in.shape[1] + 1
+        index = torch.tensor(starts, device=inputs.device)[:, None] + torch.arange(steps, device=inputs.device)
+        index = index.clamp(max=inputs.shape[1] - 1)
+        picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
+        return self.head(picked)
