@@ -1,0 +1,108 @@
+"""Load the Flow-VAE generator of a trained ESPnet codec experiment, without importing ESPnet.
+
+An ESPnet GAN-codec experiment dir holds ``config.yaml`` (``codec: flow_vae`` + ``codec_conf``) and model
+files (``valid.*.best.pth``, ``N epoch.pth``, ``latest.pth``) whose keys read ``codec.generator.*``. ESPnet
+itself loads with ``strict=False``; here every generator tensor must be present and nothing unknown may be
+left over, so a config/checkpoint mismatch fails loudly instead of decoding noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Union
+
+import torch
+
+from espnet_kalle.codec.flow_vae import FlowVAE
+
+CODEC_NAME = "flow_vae"
+_PREFIXES = ("codec.generator.", "generator.")
+
+
+def generator_kwargs(codec_conf: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """FlowVAE kwargs from a ``codec_conf``: ``generator_params`` with ``sampling_rate`` as ``sample_rate``.
+
+    Shared by ``FlowVAECodec`` and ``load_flow_vae`` so training and loading build the same network.
+    """
+    codec_conf = dict(codec_conf or {})
+    params = dict(codec_conf.get("generator_params") or {})
+    fs = codec_conf.get("sampling_rate")
+    if fs is not None:
+        if "sample_rate" in params and int(params["sample_rate"]) != int(fs):
+            raise ValueError(
+                f"codec_conf.sampling_rate={fs} disagrees with generator_params.sample_rate={params['sample_rate']}"
+            )
+        params["sample_rate"] = int(fs)
+    return params
+
+
+def _read_config(config_path: Path) -> Dict[str, Any]:
+    import yaml
+
+    if not config_path.is_file():
+        raise FileNotFoundError(f"codec config not found: {config_path}")
+    try:
+        with config_path.open(encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ValueError(f"codec config {config_path} is not valid YAML: {e}") from e
+    if not isinstance(config, dict):
+        raise ValueError(f"codec config {config_path} must be a YAML mapping, got {type(config).__name__}")
+    codec = config.get("codec", CODEC_NAME)
+    if codec != CODEC_NAME:
+        raise ValueError(f"{config_path} configures codec {codec!r}, not {CODEC_NAME!r}")
+    return config
+
+
+def _read_state_dict(model_path: Path) -> Dict[str, torch.Tensor]:
+    if not model_path.is_file():
+        raise FileNotFoundError(f"codec model file not found: {model_path}")
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated/foreign files (IndexError, EOFError, ...)
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(
+            f"cannot read {model_path} as a weights-only torch checkpoint (corrupt, or not a model file; ESPnet's "
+            f"checkpoint.pth also holds trainer state: use a model file such as latest.pth): {first_line}"
+        ) from e
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{model_path} does not hold a state dict (got {type(state).__name__})")
+    return state
+
+
+def _generator_state(state: Mapping[str, Any], model_path: Path) -> Dict[str, torch.Tensor]:
+    for prefix in _PREFIXES:
+        sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if sub:
+            return sub
+    sample = ", ".join(list(state)[:5])
+    raise ValueError(f"{model_path} has no Flow-VAE generator weights (keys {_PREFIXES}); first keys: {sample}")
+
+
+def load_flow_vae(
+    config_path: Union[str, Path], model_path: Union[str, Path], device: Union[str, torch.device] = "cpu"
+) -> FlowVAE:
+    """Build the FlowVAE described by an ESPnet codec ``config.yaml`` and load its weights (eval mode)."""
+    config_path, model_path = Path(config_path), Path(model_path)
+    config = _read_config(config_path)
+    model = FlowVAE(**generator_kwargs(config.get("codec_conf")))
+    state = _generator_state(_read_state_dict(model_path), model_path)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{model_path} does not match the Flow-VAE of {config_path}: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    bad_shapes = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad_shapes:
+        k = bad_shapes[0]
+        raise ValueError(
+            f"{model_path}: {len(bad_shapes)} tensors differ in shape from {config_path}'s Flow-VAE, "
+            f"e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        )
+    model.load_state_dict(state, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,54 @@
+"""Run a stock ESPnet entry point with espnet-kalle's models registered.
+
+    python -m espnet_kalle.run -m espnet2.bin.gan_codec_train --config conf.yaml ...
+
+ESPnet has no plugin mechanism and its recipes call ``python -m espnet2.bin.<module>``; this wrapper adds our
+classes to the task's choices first (``espnet_kalle.tasks.register``), then runs the module as ``__main__``
+with the remaining arguments, so every ESPnet option and behaviour is unchanged.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from typing import List, Optional
+
+USAGE = "usage: python -m espnet_kalle.run -m espnet2.bin.<module> [module arguments ...]"
+
+
+def _tasks_for(module: str) -> Optional[List[str]]:
+    """The tasks a ``espnet2.bin`` module needs (``gan_codec_train`` -> ["gan_codec"]); None = all."""
+    from espnet_kalle.tasks.registry import known_tasks
+
+    base = module.rsplit(".", 1)[-1]
+    matches = [t for t in known_tasks() if base.startswith(t + "_")]
+    return [max(matches, key=len)] if matches else None
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) < 2 or argv[0] != "-m" or argv[1].startswith("-"):
+        if argv[:1] in (["-h"], ["--help"]):
+            print(USAGE + "\n\n" + (__doc__ or ""))
+            raise SystemExit(0)
+        print(USAGE, file=sys.stderr)
+        raise SystemExit(2)
+    module, rest = argv[1], argv[2:]
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        print(f"espnet_kalle.run: no module named {module!r}\n{USAGE}", file=sys.stderr)
+        raise SystemExit(2)
+    from espnet_kalle.tasks.registry import register
+
+    register(_tasks_for(module))
+    sys.argv = [module] + rest
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
