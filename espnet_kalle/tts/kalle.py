@@ -1,0 +1,222 @@
+"""The ESPnet TTS model "kalle": KALL-E's next-distribution LM trained on pre-extracted Flow-VAE latents.
+
+Features (``feats``, one row per 12.5 Hz frame, written by ``kalle-extract-latents``) are
+``[mu (D) | log_sigma (D) | optional log-mel (mel_per_frame x n_mels)]``: the posterior the LM learns to predict
+and, when the model has a speaker encoder, the un-normalised log-mel frames of the same 80 ms that its
+ECAPA-TDNN reads from a random segment. ESPnet's ``Text2Speech`` can load a trained model after
+``espnet_kalle.register()`` and gets ``wav`` through the Flow-VAE named by ``codec_config``/``codec_file``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.tts.abs_tts import AbsTTS
+
+from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
+from espnet_kalle.lm.model import KalleLM
+from espnet_kalle.lm.next_distribution import EndDistribution, next_distribution_loss
+from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, prior_sample
+
+
+class KallE(AbsTTS):
+    def __init__(
+        self,
+        idim: int,
+        odim: int,
+        latent_dim: int = 512,
+        lm_conf: Optional[Dict[str, Any]] = None,
+        speaker_conf: Optional[Dict[str, Any]] = None,
+        lambda_end: float = 1.0,
+        lambda_speaker: float = 1.0,
+        end_mean: float = 1.0,
+        end_log_sigma: float = 1.0,
+        text_dropout: float = 0.0,
+        codec_config: Optional[str] = None,
+        codec_file: Optional[str] = None,
+        sample_rate: int = 16000,
+        sentence_end_ids: Optional[Sequence[int]] = None,
+        max_text_tokens: int = 400,
+        generation_conf: Optional[Dict[str, Any]] = None,
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
+        speaker_dim = self.speaker.speaker_dim if self.speaker is not None else 0
+        self.mel_dim = odim - 2 * latent_dim
+        if self.speaker is None and self.mel_dim != 0:
+            raise ValueError(f"odim {odim} != 2 x latent_dim {latent_dim} (mu | log_sigma) for a model without speaker")
+        if self.speaker is not None and (self.mel_dim <= 0 or self.mel_dim % self.speaker.n_mels):
+            raise ValueError(
+                f"odim {odim} must be 2 x latent_dim + k x n_mels ({self.speaker.n_mels}) for the speaker log-mel"
+            )
+        self.lm = KalleLM(vocab_size=idim, latent_dim=latent_dim, speaker_dim=speaker_dim, **(lm_conf or {}))
+        self.lambda_end = lambda_end
+        self.lambda_speaker = lambda_speaker
+        self.end = EndDistribution(end_mean, end_log_sigma)
+        self.text_dropout = text_dropout
+        self.fs = sample_rate
+        self.codec_config, self.codec_file = codec_config, codec_file
+        self._codec: List[torch.nn.Module] = []  # a list keeps the codec out of this model's state dict
+        self.sentence_end_ids = set(sentence_end_ids or [])
+        self.max_text_tokens = max_text_tokens
+        self.generation_conf = dict(generation_conf or {})
+        # Attributes ESPnet's Text2Speech reads.
+        self.spks = None
+        self.langs = None
+        self.spk_embed_dim = None
+
+    @property
+    def require_vocoder(self) -> bool:
+        return False  # the model decodes latents with its own Flow-VAE
+
+    # ------------------------------------------------------------------ training
+    def split_feats(self, feats: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        d = self.latent_dim
+        mel = None
+        if self.speaker is not None:
+            b, f = feats.shape[:2]
+            mel = feats[..., 2 * d :].reshape(b, f * self.mel_dim // self.speaker.n_mels, self.speaker.n_mels)
+            mel = mel.transpose(1, 2)  # [B, n_mels, frames]
+        return feats[..., :d], feats[..., d : 2 * d], mel
+
+    def forward(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        feats: torch.Tensor,
+        feats_lengths: torch.Tensor,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
+        """Teacher-forced KL losses (frames + end + speaker), normalised by the number of valid frames."""
+        feats = feats[:, : int(feats_lengths.max())]
+        mu, log_sigma, mel = self.split_feats(feats)
+        z_in = mu + log_sigma.exp() * torch.randn_like(mu)  # teacher forcing with posterior samples
+        speaker, kl_speaker_sum = None, feats.new_zeros(())
+        if self.speaker is not None:
+            mel_lengths = feats_lengths * (mel.shape[-1] // feats.shape[1])
+            s_mu, s_log_sigma = self.speaker.from_logmel(mel, mel_lengths)
+            speaker = self.speaker.sample(s_mu, s_log_sigma)
+            kl_speaker_sum = kl_to_standard_normal(s_mu, s_log_sigma) * text.shape[0]
+        drop = None
+        if self.training and self.text_dropout > 0:
+            drop = torch.rand(text.shape[0], device=text.device) < self.text_dropout
+        pred_mu, pred_log_sigma = self.lm(text, text_lengths, z_in, feats_lengths, speaker, drop)
+        terms = next_distribution_loss(
+            pred_mu, pred_log_sigma, mu, log_sigma, feats_lengths, self.lambda_end, self.end
+        )
+        n_frames = terms["n_frames"]
+        loss = terms["loss"] + self.lambda_speaker * kl_speaker_sum / n_frames
+        batch_size = text.shape[0]
+        stats = dict(
+            loss=loss.detach(),
+            kl_frame=terms["kl_per_frame"].detach(),
+            kl_end=terms["kl_end"].detach(),
+            kl_speaker=(kl_speaker_sum / batch_size).detach(),
+            pred_log_sigma=pred_log_sigma.detach().mean(),
+        )
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def codec(self) -> torch.nn.Module:
+        """The Flow-VAE used to turn latents into audio, loaded on first use."""
+        if not self._codec:
+            if not (self.codec_config and self.codec_file):
+                raise RuntimeError("this kalle model has no codec_config/codec_file: cannot produce a waveform")
+            from espnet_kalle.codec.load import load_flow_vae
+
+            device = next(self.lm.parameters()).device
+            self._codec.append(load_flow_vae(self.codec_config, self.codec_file, device).prepare_for_inference())
+        return self._codec[0]
+
+    def set_codec(self, codec: torch.nn.Module) -> None:
+        self._codec[:] = [codec]
+
+    def speaker_from_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        """Speaker latent (posterior mean) of a reference waveform [T] at 16 kHz."""
+        if self.speaker is None:
+            raise ValueError("this model has no speaker encoder; use a prompt (prompt continuation) instead")
+        with torch.no_grad():
+            mu, _ = self.speaker(wav.reshape(1, -1).float())
+        return mu[0]
+
+    def voice_from_seed(self, seed: int) -> Optional[torch.Tensor]:
+        """S ~ N(0, I) drawn from ``seed`` alone: the same seed is the same voice on every run."""
+        if self.speaker is None:
+            return None
+        return prior_sample(self.speaker.speaker_dim, seed).to(next(self.lm.parameters()).device)
+
+    def split_text(self, ids: torch.Tensor) -> List[torch.Tensor]:
+        """Pieces of at most ``max_text_tokens``, cut after the last sentence end when there is one."""
+        pieces, start, n = [], 0, ids.shape[0]
+        while n - start > self.max_text_tokens:
+            window = ids[start : start + self.max_text_tokens].tolist()
+            ends = [i for i, t in enumerate(window) if t in self.sentence_end_ids]
+            cut = start + (ends[-1] + 1 if ends else self.max_text_tokens)
+            pieces.append(ids[start:cut])
+            start = cut
+        pieces.append(ids[start:])
+        return [p for p in pieces if p.numel() > 0]
+
+    def generation_config(self, **overrides) -> GenerationConfig:
+        conf = dict(self.generation_conf)
+        conf.update({k: v for k, v in overrides.items() if v is not None})
+        return GenerationConfig(end=self.end, **conf)
+
+    @torch.no_grad()
+    def inference(
+        self,
+        text: torch.Tensor,
+        feats: Optional[torch.Tensor] = None,
+        speech: Optional[torch.Tensor] = None,
+        seed: int = 0,
+        speaker: Optional[torch.Tensor] = None,
+        prompt_text: Optional[torch.Tensor] = None,
+        prompt_latents: Optional[torch.Tensor] = None,
+        temperature: Optional[float] = None,
+        stop_threshold: Optional[float] = None,
+        minlenratio: Optional[float] = None,
+        maxlenratio: Optional[float] = None,
+        max_frames: Optional[int] = None,
+        guidance_weight: Optional[float] = None,
+        decode_wav: bool = True,
+        **kwargs,
+    ) -> Dict[str, torch.Tensor]:
+        """text ids [L] -> {"feat_gen": latents [T, D], "wav": [T * hop]}.
+
+        Voice: ``speaker`` (a latent, e.g. from ``speaker_from_wav``), else the voice of ``seed``. Zero-shot
+        continuation: ``prompt_text`` ids + ``prompt_latents`` [P, D]. Text longer than ``max_text_tokens`` is
+        generated piece by piece (split at sentence ends) and concatenated.
+        """
+        if kwargs.get("use_teacher_forcing"):
+            raise ValueError("kalle does not support teacher-forced inference")
+        ids = text.reshape(-1)
+        if ids.numel() == 0:
+            raise ValueError("empty text: nothing to synthesize")
+        if speaker is None:
+            speaker = self.voice_from_seed(seed)
+        config = self.generation_config(
+            temperature=temperature, stop_threshold=stop_threshold, minlenratio=minlenratio,
+            maxlenratio=maxlenratio, max_frames=max_frames, guidance_weight=guidance_weight,
+        )
+        generator = seeded_generators([seed], ids.device)
+        latents = []
+        for piece in self.split_text(ids):
+            full_text = piece if prompt_text is None else torch.cat([prompt_text.reshape(-1), piece])
+            prefix = self.lm.prefix(full_text, speaker, prompt_latents)
+            uncond = [self.lm.prefix(full_text[:0], speaker, prompt_latents)] if config.guidance_weight > 0 else None
+            latents.append(generate(self.lm, [prefix], [piece.numel()], config, generator, uncond)[0])
+        feat_gen = torch.cat(latents, dim=0)
+        out = {"feat_gen": feat_gen}
+        if decode_wav:
+            if feat_gen.shape[0] == 0:
+                out["wav"] = feat_gen.new_zeros(0)
+            else:
+                out["wav"] = self.codec.decode(feat_gen.T[None].to(torch.float32)).reshape(-1)
+        return out
