@@ -14,6 +14,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from espnet_kalle.checkpoint import load_weights, save_atomic
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import next_distribution_loss
 
@@ -34,22 +35,11 @@ class AdaptedVoice:
         return adapted.eval()
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(
-            {"lm_state": self.lm_state, "speaker": self.speaker, "losses": self.losses, "meta": self.meta}, tmp
-        )
-        tmp.replace(path)
+        save_atomic({"lm_state": self.lm_state, "speaker": self.speaker, "losses": self.losses, "meta": self.meta}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "AdaptedVoice":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"adapted voice not found: {path}")
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise ValueError(f"{path} is not a readable adapted voice: {exc}") from exc
+        data = load_weights(path, "adapted voice")
         return cls(data["lm_state"], data["speaker"], list(data.get("losses", [])), dict(data.get("meta", {})))
 
 

@@ -1,0 +1,124 @@
+"""Pack a trained LM + Flow-VAE into a self-contained model dir that ``KalleSynthesizer`` loads.
+
+    python -m espnet_kalle.pretrained.pack --lm-config exp/kalle/config.yaml --lm-model exp/kalle/valid.loss.best.pth \
+        --codec-config exp/flowvae/config.yaml --codec-model exp/flowvae/latest.pth --out exp/packed/mini-en \
+        [--voices 6] [--name mini-en] [--half]
+
+Layout: model.yaml, lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
+Preset voices are speaker latents drawn from N(0, I) by seed, named by their pitch (low/mid/high) measured on a
+test sentence. Weights may be stored as float16 (``--half``) to halve the size; they load back as float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+import yaml
+
+from espnet_kalle.checkpoint import load_weights, save_atomic
+from espnet_kalle.tts.load import read_train_config
+
+PITCH_SENTENCE = "This is my voice, and I like the way it sounds."
+
+
+def _save_weights(src: Path, dst: Path, half: bool) -> None:
+    state = load_weights(src, "model file")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if half:
+        state = {k: v.half() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
+    save_atomic(state, dst)
+
+
+def median_f0(wav: np.ndarray, sample_rate: int) -> float:
+    import pyworld
+
+    f0, _ = pyworld.harvest(wav.astype(np.float64), sample_rate, frame_period=10.0)
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if voiced.size else 0.0
+
+
+def name_presets(synth, n_voices: int, first_seed: int = 0) -> List["Voice"]:  # noqa: F821
+    """Draw n voices by seed and name them by pitch band (the user's first question about a voice)."""
+    measured = []
+    for seed in range(first_seed, first_seed + n_voices):
+        voice = synth.voice(seed)
+        wav = synth.synthesize(PITCH_SENTENCE, voice=voice, seed=0)
+        measured.append((median_f0(wav, synth.sample_rate) if wav.size else 0.0, seed, voice))
+    measured.sort(key=lambda item: item[0])
+    bands = ["low", "mid", "high"]
+    counts = {b: 0 for b in bands}
+    voices = []
+    for rank, (f0, seed, voice) in enumerate(measured):
+        band = bands[min(len(bands) - 1, rank * len(bands) // max(1, len(measured)))]
+        counts[band] += 1
+        voice.name = f"{band}-{counts[band]}"
+        voice.description = f"preset voice (seed {seed}), median F0 {f0:.0f} Hz"
+        voice.tags = {"median_f0": f"{f0:.1f}", "band": band}
+        voices.append(voice)
+    return voices
+
+
+def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
+         n_voices: int = 6, name: Optional[str] = None, half: bool = False) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lm").mkdir(exist_ok=True)
+    (out / "codec").mkdir(exist_ok=True)
+    config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
+    config.setdefault("tts_conf", {})
+    config["tts_conf"]["codec_config"] = "codec/config.yaml"  # relative to the model dir
+    config["tts_conf"]["codec_file"] = "codec/model.pth"
+    (out / "lm" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    _save_weights(lm_model, out / "lm" / "model.pth", half)
+    shutil.copyfile(codec_config, out / "codec" / "config.yaml")
+    _save_weights(codec_model, out / "codec" / "model.pth", half)
+    meta = {
+        "format": "espnet-kalle/1",
+        "name": name or out.name,
+        "lm_config": "lm/config.yaml",
+        "lm_model": "lm/model.pth",
+        "codec_config": "codec/config.yaml",
+        "codec_model": "codec/model.pth",
+        "voices_dir": "voices",
+    }
+    (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+
+    from espnet_kalle.synthesizer import KalleSynthesizer
+
+    synth = KalleSynthesizer.from_pretrained(out)
+    voices_dir = out / "voices"
+    if voices_dir.exists():
+        shutil.rmtree(voices_dir)
+    voices_dir.mkdir()
+    if synth.model.speaker is not None and n_voices > 0:
+        presets = name_presets(synth, n_voices)
+        for voice in presets:
+            voice.save(voices_dir / f"{voice.name}.voice.pt")
+        meta["default_voice"] = presets[len(presets) // 2].name
+        (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lm-config", type=Path, required=True)
+    parser.add_argument("--lm-model", type=Path, required=True)
+    parser.add_argument("--codec-config", type=Path, required=True)
+    parser.add_argument("--codec-model", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--voices", type=int, default=6, help="number of preset voices to draw and name")
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--half", action="store_true", help="store weights as float16")
+    args = parser.parse_args(argv)
+    out = pack(args.lm_config, args.lm_model, args.codec_config, args.codec_model, args.out, args.voices,
+               args.name, args.half)
+    print(f"packed model dir: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""KalleSynthesizer: a packed model dir -> speech, offline or streamed in 80 ms chunks, with voices.
+
+    synth = KalleSynthesizer.from_pretrained("mini-en")           # or a model dir
+    wav = synth.synthesize("Hello there.", voice="low-1")          # float32 mono at synth.sample_rate
+    for chunk in synth.stream("Hello there."): ...                # 1280-sample chunks as the LM makes them
+    me = synth.clone("me.wav", "what I said in me.wav"); me.save("me.voice.pt")
+    adapted = synth.adapt("me.wav", "what I said in me.wav", steps=50)   # test-time training
+
+Generation is frame by frame: each latent the LM samples goes straight through the causal Flow-VAE decoder,
+so the first audio leaves after the first LM step. Long text is split into sentences, spoken one after another.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Union
+
+import numpy as np
+import torch
+import yaml
+
+from espnet_kalle.audio import load_audio
+from espnet_kalle.lm.generate import iter_generate, seeded_generators
+from espnet_kalle.lm.model import KalleLM
+from espnet_kalle.lm.ttt import test_time_train
+from espnet_kalle.pretrained import resolve_model_dir
+from espnet_kalle.text import Tokenizer, split_sentences
+from espnet_kalle.voice import Voice, load_voice_dir
+
+VoiceLike = Union[None, str, int, Voice]
+MIN_PROMPT_SECONDS, MAX_PROMPT_SECONDS = 1.0, 30.0
+# Plausible speaking rates in text tokens per second of prompt audio; outside this the transcript is wrong.
+PROMPT_TOKENS_PER_SECOND = (1.5, 40.0)
+
+
+class FrameRateChanger:
+    """Changes speaking rate by resampling the latent sequence in time (linear interpolation), frame by frame."""
+
+    def __init__(self, speed: float):
+        if not 0.25 <= speed <= 4.0:
+            raise ValueError(f"speed must be within [0.25, 4], got {speed}")
+        self.speed = speed
+        self.prev: Optional[torch.Tensor] = None
+        self.count = -1  # index of the newest input frame
+        self.next_pos = 0.0  # input-time position of the next output frame
+
+    def push(self, frame: torch.Tensor) -> List[torch.Tensor]:
+        if self.speed == 1.0:
+            return [frame]
+        self.count += 1
+        out = []
+        while self.next_pos <= self.count:
+            frac = self.next_pos - (self.count - 1)
+            out.append(frame if self.prev is None or frac >= 1 else self.prev + frac * (frame - self.prev))
+            self.next_pos += self.speed
+        self.prev = frame
+        return out
+
+
+class KalleSynthesizer:
+    def __init__(self, model, codec, tokenizer: Tokenizer, voices: List[Voice], name: str = "", default_voice=None):
+        self.model = model
+        self.codec = codec
+        self.tokenizer = tokenizer
+        self.name = name
+        self.voices: Dict[str, Voice] = {v.name: v for v in voices}
+        self.default_voice = default_voice if default_voice in self.voices else next(iter(self.voices), None)
+        self._adapted: Dict[int, tuple] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(cls, name_or_path: Union[str, Path] = "mini-en", device: str = "cpu") -> "KalleSynthesizer":
+        """Load a packed model dir (see ``espnet_kalle.pretrained.pack``) or a registered name."""
+        from espnet_kalle.codec.load import load_flow_vae
+        from espnet_kalle.tts.load import load_kalle
+
+        root = resolve_model_dir(name_or_path)
+        meta = yaml.safe_load((root / "model.yaml").read_text(encoding="utf-8"))
+        model, config = load_kalle(root / meta["lm_config"], root / meta["lm_model"], device)
+        codec = load_flow_vae(root / meta["codec_config"], root / meta["codec_model"], device).prepare_for_inference()
+        model.set_codec(codec)
+        voices = load_voice_dir(root / meta.get("voices_dir", "voices"))
+        synth = cls(model, codec, Tokenizer.from_config(config), voices, meta.get("name", root.name),
+                    meta.get("default_voice"))
+        model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
+        return synth
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.codec.sample_rate)
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.codec.hop_length)
+
+    # ------------------------------------------------------------------ voices
+    def voice(self, voice: VoiceLike = None) -> Voice:
+        """Resolve a preset name, a seed, a voice file path or a Voice into a Voice."""
+        if voice is None:
+            voice = self.default_voice if self.default_voice is not None else 0
+        if isinstance(voice, Voice):
+            return voice
+        if isinstance(voice, (int, np.integer)) and not isinstance(voice, bool):
+            return Voice(f"seed-{int(voice)}", speaker=self.model.voice_from_seed(int(voice)), seed=int(voice))
+        if isinstance(voice, str):
+            if voice in self.voices:
+                return self.voices[voice]
+            if voice.endswith(".pt") and Path(voice).is_file():
+                return Voice.load(voice)
+            known = ", ".join(sorted(self.voices)) or "(none)"
+            raise KeyError(f"unknown voice {voice!r}; presets: {known}; or pass a seed or a .voice.pt file")
+        raise TypeError(f"voice must be a preset name, a seed, a voice file or a Voice, not {type(voice).__name__}")
+
+    def _prompt_posterior(self, prompt_wav, prompt_text: str):
+        wav = load_audio(prompt_wav, self.sample_rate) if isinstance(prompt_wav, (str, Path)) else prompt_wav
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        seconds = wav.shape[0] / self.sample_rate
+        if not MIN_PROMPT_SECONDS <= seconds <= MAX_PROMPT_SECONDS:
+            raise ValueError(
+                f"prompt audio is {seconds:.1f} s; use {MIN_PROMPT_SECONDS:.0f}-{MAX_PROMPT_SECONDS:.0f} s of speech"
+            )
+        ids = self.tokenizer(prompt_text)
+        rate = len(ids) / seconds
+        low, high = PROMPT_TOKENS_PER_SECOND
+        if not low <= rate <= high:
+            raise ValueError(
+                f"the prompt text has {len(ids)} tokens for {seconds:.1f} s of audio ({rate:.1f}/s; speech is "
+                f"{low:g}-{high:g}/s): is it the transcript of this recording?"
+            )
+        tensor = torch.from_numpy(wav)
+        with torch.inference_mode():
+            mu, log_sigma = self.codec.encode(tensor.view(1, 1, -1))
+        return tensor, torch.tensor(ids), mu[0].T, log_sigma[0].T
+
+    def clone(self, prompt_wav, prompt_text: str, name: str = "clone", seed: int = 0) -> Voice:
+        """A voice from one recording and its transcript (16 kHz is not required: audio is converted).
+
+        With a speaker encoder the voice is the recording's speaker latent (the paper); without one (the released
+        model) it is a prompt: the transcript and latents sampled once from the prompt's posterior.
+        """
+        wav, ids, mu, log_sigma = self._prompt_posterior(prompt_wav, prompt_text)
+        if self.model.speaker is not None:
+            return Voice(name, speaker=self.model.speaker_from_wav(wav), prompt_text=prompt_text,
+                         description=f"cloned from {Path(str(prompt_wav)).name if isinstance(prompt_wav, (str, Path)) else 'audio'}")
+        generator = torch.Generator().manual_seed(seed)
+        latents = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
+        return Voice(name, prompt_ids=ids, prompt_latents=latents, prompt_text=prompt_text,
+                     description="prompt continuation")
+
+    def adapt(self, prompt_wav, prompt_text: str, steps: int = 50, n_samples: int = 200, learning_rate: float = 1e-4,
+              name: str = "adapted", seed: int = 0) -> Voice:
+        """Test-time training on one recording: a cloned voice plus LM weights adapted to it."""
+        voice = self.clone(prompt_wav, prompt_text, name, seed)
+        _, ids, mu, log_sigma = self._prompt_posterior(prompt_wav, prompt_text)
+        adapted = test_time_train(self.model.lm, ids, mu, log_sigma, voice.speaker, n_samples=n_samples,
+                                  steps=steps, learning_rate=learning_rate, seed=seed)
+        voice.lm_state = adapted.lm_state
+        voice.prompt_ids, voice.prompt_latents = None, None  # the adapted LM carries the voice; keep it simple
+        voice.description = f"adapted by TTT ({steps} steps, {n_samples} samples)"
+        voice.tags = {"ttt_final_loss": f"{adapted.losses[-1]:.3f}" if adapted.losses else ""}
+        return voice
+
+    def _lm_for(self, voice: Voice) -> KalleLM:
+        """The base LM, or a cached copy carrying a TTT voice's weights (the base stays untouched)."""
+        if voice.lm_state is None:
+            return self.model.lm
+        with self._lock:
+            key = id(voice.lm_state)
+            if key not in self._adapted:
+                lm = copy.deepcopy(self.model.lm)
+                lm.load_state_dict(voice.lm_state)
+                # Keep the state dict referenced so its id() cannot be reused by another voice.
+                self._adapted[key] = (voice.lm_state, lm.eval())
+            return self._adapted[key][1]
+
+    # ------------------------------------------------------------------ synthesis
+    def sentences(self, text: str) -> List[str]:
+        """How ``stream`` will split ``text`` (for progress reporting)."""
+        return split_sentences(text)
+
+    def stream(
+        self,
+        text: str,
+        voice: VoiceLike = None,
+        temperature: Optional[float] = None,
+        speed: float = 1.0,
+        seed: int = 0,
+        cancel: Optional[threading.Event] = None,
+        pause_frames: int = 1,
+    ) -> Iterator[np.ndarray]:
+        """Yield float32 chunks of ``hop_length`` samples (80 ms) as they are generated.
+
+        ``cancel`` (a threading.Event) stops generation before the next frame: callers in other threads use it
+        to interrupt. Sentences are separated by ``pause_frames`` frames of silence.
+        """
+        sentences = split_sentences(text)
+        if not sentences:
+            self.tokenizer(text)  # raises the clear "empty text" error
+        resolved = self.voice(voice)
+        token_ids = [self.tokenizer(s) for s in sentences]  # fail before any audio if a sentence is unspeakable
+        for index, ids in enumerate(token_ids):
+            if index and pause_frames:
+                for _ in range(pause_frames):
+                    yield np.zeros(self.hop_length, dtype=np.float32)
+            for chunk in self._stream_sentence(ids, resolved, temperature, speed, seed + index, cancel):
+                yield chunk
+                if cancel is not None and cancel.is_set():
+                    return
+
+    def _stream_sentence(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[np.ndarray]:
+        lm = self._lm_for(voice)
+        config = self.model.generation_config(temperature=temperature)
+        decoder = self.codec.stream_decoder()
+        resampler = FrameRateChanger(speed)
+        for piece in self.model.split_text(torch.tensor(ids)):
+            full = piece if voice.prompt_ids is None else torch.cat([voice.prompt_ids, piece])
+            with torch.inference_mode():
+                prefix = lm.prefix(full, voice.speaker, voice.prompt_latents)
+            steps = iter_generate(lm, [prefix], [piece.numel()], config, seeded_generators([seed]))
+            try:
+                for z, _ in steps:
+                    if cancel is not None and cancel.is_set():
+                        return
+                    for frame in resampler.push(z[0]):
+                        yield from self._chunks(decoder.push(frame.view(1, -1, 1)))
+            finally:
+                steps.close()
+        yield from self._chunks(decoder.flush())
+
+    def _chunks(self, wav: torch.Tensor) -> Iterator[np.ndarray]:
+        samples = wav.reshape(-1).float().numpy()
+        for start in range(0, samples.shape[0], self.hop_length):
+            yield samples[start : start + self.hop_length].copy()
+
+    def synthesize(self, text: str, voice: VoiceLike = None, temperature: Optional[float] = None,
+                   speed: float = 1.0, seed: int = 0) -> np.ndarray:
+        """The whole utterance as float32 mono at ``sample_rate``."""
+        chunks = list(self.stream(text, voice, temperature, speed, seed))
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)

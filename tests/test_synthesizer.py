@@ -1,0 +1,179 @@
+"""KalleSynthesizer on packed model dirs: loading, voices, determinism, streaming, cloning, TTT, bad input."""
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from espnet_kalle.synthesizer import KalleSynthesizer
+from espnet_kalle.text import TextError
+from espnet_kalle.voice import Voice
+
+PROMPT_TEXT = "one division of la force is called the court of saint bernard."
+
+
+@pytest.fixture(scope="module")
+def synth(tiny_model_dir):
+    return KalleSynthesizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def prompt_wav(tmp_path_factory):
+    """Three seconds of a real recording (the shared prompt 70.wav is 6 s; any speech-like audio works)."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "prompts" / "70.wav"
+    out = tmp_path_factory.mktemp("prompt") / "prompt.wav"
+    if path.is_file():
+        wav, sr = sf.read(path, dtype="float32")
+        sf.write(out, wav[: 3 * sr], sr)
+    else:  # a harmonic tone stands in when shared/ is not beside the repo
+        t = np.arange(3 * 16000) / 16000
+        sf.write(out, (0.3 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32), 16000)
+    return out
+
+
+def test_loads_model_dir_with_voices(synth):
+    assert synth.sample_rate == 16000 and synth.hop_length == 1280
+    assert sorted(synth.voices) == ["high-1", "low-1", "mid-1"]
+    assert synth.default_voice == "mid-1"
+    for voice in synth.voices.values():
+        assert voice.speaker.shape == (4,) and voice.kind == "preset" and "F0" in voice.description
+
+
+def test_synthesize_is_float32_mono_and_deterministic(synth):
+    a = synth.synthesize("hello world.", voice="low-1", seed=1)
+    assert a.dtype == np.float32 and a.ndim == 1 and a.size > 0 and a.size % 1280 == 0
+    np.testing.assert_array_equal(a, synth.synthesize("hello world.", voice="low-1", seed=1))
+    assert not np.array_equal(a[:1280 * 3], synth.synthesize("hello world.", voice="high-1", seed=1)[:1280 * 3])
+
+
+def test_seed_voices_are_repeatable_and_distinct(synth):
+    torch.manual_seed(99)
+    a, b, c = synth.voice(42), synth.voice(42), synth.voice(43)
+    torch.testing.assert_close(a.speaker, b.speaker, atol=0, rtol=0)
+    assert not torch.allclose(a.speaker, c.speaker)
+    np.testing.assert_array_equal(synth.synthesize("hi.", voice=42), synth.synthesize("hi.", voice=42))
+
+
+def test_stream_yields_80ms_chunks_equal_to_synthesize(synth):
+    chunks = list(synth.stream("hello there. how are you?", voice="mid-1", seed=3))
+    assert all(c.shape == (1280,) and c.dtype == np.float32 for c in chunks)
+    np.testing.assert_array_equal(np.concatenate(chunks), synth.synthesize("hello there. how are you?", "mid-1",
+                                                                            seed=3))
+
+
+def test_first_chunk_comes_after_the_first_lm_step(synth):
+    steps = []
+    handle = synth.model.lm.head.register_forward_hook(lambda *a: steps.append(1))
+    try:
+        stream = synth.stream("a sentence long enough to take many frames to say.", seed=0)
+        next(stream)
+        at_first_chunk = len(steps)
+        list(stream)
+    finally:
+        handle.remove()
+    assert at_first_chunk == 1 and len(steps) > 5
+
+
+def test_cancel_stops_generation_within_a_frame(synth):
+    cancel = threading.Event()
+    got = []
+    for chunk in synth.stream("a long sentence to interrupt after two chunks of audio.", cancel=cancel):
+        got.append(chunk)
+        if len(got) == 2:
+            cancel.set()
+    assert len(got) == 2
+
+
+def test_speed_changes_length(synth):
+    normal = synth.synthesize("hello world.", seed=2)
+    fast = synth.synthesize("hello world.", seed=2, speed=2.0)
+    assert abs(fast.size - normal.size / 2) <= 2 * 1280
+    with pytest.raises(ValueError, match="speed"):
+        synth.synthesize("hello world.", speed=10.0)
+
+
+def test_clone_gives_the_prompt_speaker_latent_and_round_trips(synth, prompt_wav, tmp_path):
+    voice = synth.clone(prompt_wav, PROMPT_TEXT, name="me")
+    wav, _ = sf.read(prompt_wav, dtype="float32")
+    torch.testing.assert_close(voice.speaker, synth.model.speaker_from_wav(torch.from_numpy(wav)))
+    assert voice.kind == "cloned"
+    path = tmp_path / "me.voice.pt"
+    voice.save(path)
+    np.testing.assert_array_equal(synth.synthesize("hello.", voice=str(path)), synth.synthesize("hello.", voice))
+
+
+def test_clone_without_speaker_encoder_uses_prompt_continuation(tiny_prompt_model_dir, prompt_wav):
+    synth = KalleSynthesizer.from_pretrained(tiny_prompt_model_dir)
+    voice = synth.clone(prompt_wav, PROMPT_TEXT)
+    assert voice.speaker is None and voice.prompt_latents.shape == (38, 8)  # ceil(3 s * 12.5)
+    assert voice.prompt_ids.numel() == len(synth.tokenizer(PROMPT_TEXT))
+    assert synth.synthesize("hello.", voice=voice).size > 0
+
+
+def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav):
+    base = {k: v.clone() for k, v in synth.model.lm.state_dict().items()}
+    voice = synth.adapt(prompt_wav, PROMPT_TEXT, steps=3, n_samples=8, learning_rate=1e-2)
+    assert voice.kind == "adapted" and voice.lm_state is not None
+    for k, v in synth.model.lm.state_dict().items():
+        torch.testing.assert_close(v, base[k], atol=0, rtol=0)
+    adapted = synth.synthesize("hello.", voice=voice)
+    assert adapted.size > 0
+    assert not np.array_equal(adapted[:2560], synth.synthesize("hello.", voice=Voice("same", speaker=voice.speaker))[:2560])
+
+
+@pytest.mark.parametrize("text", ["", "   ", "...", "?!", "\U0001F600\U0001F44D"])
+def test_unspeakable_text_is_a_clear_error(synth, text):
+    with pytest.raises(TextError):
+        synth.synthesize(text)
+
+
+def test_unknown_characters_are_transliterated_or_dropped(synth):
+    assert synth.tokenizer("caf\u00e9 \U0001F600 ok.") == synth.tokenizer("cafe  ok.")
+
+
+def test_long_text_is_split_into_sentences(synth):
+    text = " ".join(["this is sentence number one, and it goes on."] * 1000)  # ~9,000 words
+    sentences = synth.sentences(text)
+    assert len(sentences) == 1000 and all(len(s) <= 300 for s in sentences)
+    run_on = "word " * 5000  # no punctuation at all: still cut into speakable pieces
+    assert all(len(s) <= 300 for s in synth.sentences(run_on))
+    stream = synth.stream(text)
+    assert next(stream).shape == (1280,)
+    stream.close()
+
+
+def test_bad_voices_and_models(synth, tmp_path):
+    with pytest.raises(KeyError, match="unknown voice"):
+        synth.voice("nobody")
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        KalleSynthesizer.from_pretrained(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model.yaml"):
+        KalleSynthesizer.from_pretrained(tmp_path / "empty")
+
+
+def test_prompt_checks(synth, prompt_wav, tmp_path):
+    with pytest.raises(ValueError, match="transcript"):
+        synth.clone(prompt_wav, "hi.")  # far too short for 3 s of speech
+    with pytest.raises(ValueError, match="transcript"):
+        synth.clone(prompt_wav, " ".join(["a very long transcript"] * 30))
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(4000, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match="prompt audio"):
+        synth.clone(short, "hi.")
+    stereo48k = tmp_path / "stereo48k.wav"
+    wav, sr = sf.read(prompt_wav, dtype="float32")
+    from espnet_kalle.audio import resample
+
+    up = resample(wav, sr, 48000)
+    sf.write(stereo48k, np.stack([up, up], axis=1), 48000)
+    converted = synth.clone(stereo48k, PROMPT_TEXT)
+    torch.testing.assert_close(converted.speaker, synth.clone(prompt_wav, PROMPT_TEXT).speaker, atol=0.05, rtol=0.05)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00garbage")
+    with pytest.raises(ValueError):
+        synth.clone(corrupt, PROMPT_TEXT)
