@@ -52,8 +52,9 @@ def _left_pad(prefixes: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Ten
 
 
 def _last_hidden(model: KalleLM, inputs, mask, positions, cache) -> torch.Tensor:
+    # Without padding the causal mask is implied: skipping the explicit mask saves building one every step.
     out = model.backbone(
-        inputs_embeds=inputs, attention_mask=mask, position_ids=positions,
+        inputs_embeds=inputs, attention_mask=None if bool(mask.all()) else mask, position_ids=positions,
         past_key_values=cache, use_cache=cache is not None,
     )
     return out.last_hidden_state[:, -1]

@@ -9,8 +9,6 @@ ECAPA-TDNN reads from a random segment. ESPnet's ``Text2Speech`` can load a trai
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -21,6 +19,9 @@ from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generato
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution, next_distribution_loss
 from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, prior_sample
+
+
+UNKNOWN_ID = 1  # ESPnet token lists start with <blank> (0) and <unk> (1)
 
 
 class KallE(AbsTTS):
@@ -199,6 +200,8 @@ class KallE(AbsTTS):
         ids = text.reshape(-1)
         if ids.numel() == 0:
             raise ValueError("empty text: nothing to synthesize")
+        if bool((ids <= UNKNOWN_ID).all()):
+            raise ValueError("the text has only symbols the model does not know (<blank>/<unk>)")
         if speaker is None:
             speaker = self.voice_from_seed(seed)
         config = self.generation_config(

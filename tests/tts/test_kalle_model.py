@@ -1,0 +1,93 @@
+"""The "kalle" AbsTTS in-process: loss terms and masking, speaker KL, text splitting and bad input."""
+
+import pytest
+import torch
+
+from espnet_kalle.lm.next_distribution import next_distribution_loss
+from espnet_kalle.tts.kalle import KallE
+
+LATENT, MEL = 8, 640
+
+
+def build(**overrides):
+    torch.manual_seed(0)
+    conf = dict(
+        latent_dim=LATENT,
+        lm_conf=dict(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64, max_position_embeddings=2048),
+        speaker_conf=dict(speaker_dim=4, channels=16, embed_dim=8, scale=4, se_channels=8, attention_channels=8),
+        generation_conf=dict(max_frames=12),
+    )
+    conf.update(overrides)
+    return KallE(idim=30, odim=2 * LATENT + (MEL if conf.get("speaker_conf") else 0), **conf)
+
+
+def batch(frames=(6, 4)):
+    feats = torch.zeros(len(frames), max(frames), 2 * LATENT + MEL)
+    for i, n in enumerate(frames):
+        feats[i, :n, :LATENT] = torch.randn(n, LATENT)
+        feats[i, :n, LATENT : 2 * LATENT] = -1.0
+        feats[i, :n, 2 * LATENT :] = torch.randn(n, MEL) - 4
+    text = torch.tensor([[3, 4, 5, 6], [7, 8, -1, -1]])
+    return text, torch.tensor([4, 2]), feats, torch.tensor(frames)
+
+
+def test_forward_reports_terms_and_speaker_kl():
+    model = build().train()
+    loss, stats, weight = model(*batch())
+    assert loss.requires_grad and torch.isfinite(loss)
+    assert set(stats) >= {"loss", "kl_frame", "kl_end", "kl_speaker"} and int(weight) == 2
+    loss.backward()
+    assert model.speaker.encoder.stem.conv.weight.grad.abs().sum() > 0  # the speaker encoder trains jointly
+
+
+def test_loss_equals_terms_with_fixed_noise():
+    model = build(speaker_conf=None).eval()
+    text, text_lengths, feats, lengths = batch()
+    feats = feats[..., : 2 * LATENT]
+    torch.manual_seed(5)
+    loss, stats, _ = model(text, text_lengths, feats, lengths)
+    torch.manual_seed(5)
+    mu, log_sigma = feats[..., :LATENT], feats[..., LATENT:]
+    z = mu + log_sigma.exp() * torch.randn_like(mu)
+    pred = model.lm(text, text_lengths, z, lengths)
+    expected = next_distribution_loss(*pred, mu, log_sigma, lengths, model.lambda_end)["loss"]
+    torch.testing.assert_close(loss.reshape(()), expected)  # force_gatherable returns shape [1]
+
+
+def test_padding_does_not_change_an_items_loss():
+    model = build(speaker_conf=None).eval()
+    text, text_lengths, feats, lengths = batch()
+    feats = feats[..., : 2 * LATENT]
+    torch.manual_seed(1)
+    alone, _, _ = model(text[1:, :2], text_lengths[1:], feats[1:, :4], lengths[1:])
+    padded = torch.cat([feats[1:], torch.full((1, 3, 2 * LATENT), 7.0)], dim=1)  # garbage after the end
+    torch.manual_seed(1)
+    with_pad, _, _ = model(torch.tensor([[7, 8, -1, -1, -1]]), text_lengths[1:], padded, lengths[1:])
+    torch.testing.assert_close(with_pad, alone)  # both [1] after force_gatherable
+
+
+def test_odim_must_match_the_feature_layout():
+    with pytest.raises(ValueError, match="odim"):
+        KallE(idim=10, odim=2 * LATENT + 5, latent_dim=LATENT, speaker_conf=dict(speaker_dim=4, channels=16))
+    with pytest.raises(ValueError, match="odim"):
+        KallE(idim=10, odim=2 * LATENT + 640, latent_dim=LATENT)
+
+
+def test_inference_bad_text_and_long_text():
+    model = build().eval()
+    with pytest.raises(ValueError, match="empty"):
+        model.inference(torch.tensor([], dtype=torch.long), decode_wav=False)
+    with pytest.raises(ValueError, match="does not know"):
+        model.inference(torch.tensor([1, 1, 0]), decode_wav=False)
+    model.sentence_end_ids = {9}
+    ids = torch.tensor(([3, 4, 5, 9] * 150)[:590])  # longer than max_text_tokens (400)
+    pieces = model.split_text(ids)
+    assert [p.numel() for p in pieces] == [400, 190] and pieces[0][-1] == 9
+    out = model.inference(ids, decode_wav=False)
+    assert out["feat_gen"].shape[1] == LATENT and 1 <= out["feat_gen"].shape[0] <= 2 * 12
+
+
+def test_seed_gives_the_same_voice_and_different_seeds_differ():
+    model = build()
+    torch.testing.assert_close(model.voice_from_seed(42), model.voice_from_seed(42), atol=0, rtol=0)
+    assert not torch.allclose(model.voice_from_seed(42), model.voice_from_seed(43))
