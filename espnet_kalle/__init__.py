@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 # public name -> "module:attribute"
 _LAZY = {
     "register": "espnet_kalle.tasks.registry:register",
+    "KalleSynthesizer": "espnet_kalle.synthesizer:KalleSynthesizer",
+    "Voice": "espnet_kalle.voice:Voice",
+    "FlowVAE": "espnet_kalle.codec.flow_vae:FlowVAE",
 }
 
 __all__ = sorted(_LAZY)
