@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# KALL-E recipe driver: numbered stages over Kaldi-style data dirs, in the conventions of ESPnet's
+# egs2/TEMPLATE/tts1/tts.sh (our own script: it runs from a pip install, without an ESPnet checkout).
+#
+#   1 data prep        local/data.sh -> data/{train,dev,test}/{wav.scp,text,utt2spk,spk2utt}
+#   2 format           16 kHz mono 16-bit wavs in dump/raw/<set>, train/dev filtered by duration
+#   3 token list       ESPnet token list from the train text (espnet2.bin.tokenize_text)
+#   4 Flow-VAE         collect_stats + GAN codec training (espnet2.bin.gan_codec_train via espnet2.bin.launch)
+#   5 latents          kalle-extract-latents -> dump/latents/<set>/feats.scp ([mu | log_sigma | log-mel])
+#   6 LM               collect_stats + TTS training of "kalle" (espnet2.bin.tts_train via espnet2.bin.launch)
+#   7 packing          espnet_kalle.pretrained.pack -> a model dir (+ zip) for KalleSynthesizer.from_pretrained
+#   8 decoding         test set with preset voices, a reference-prompt clone per speaker, TTT on one prompt
+#   9 scoring          kalle-score over every system and the references -> RESULTS.md
+#
+# Every stage skips work whose outputs are complete (".done" stamps; delete one to redo that step), and the
+# trainers run with --resume true, so "./run.sh --stage N" resumes, also after an interrupted training.
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
+min() { local a="$1" b; for b in "$@"; do (( b < a )) && a="$b"; done; echo "$a"; }
+
+# ---------------------------------------------------------------------------------------------------- options
+stage=1                 # first stage to run
+stop_stage=100          # last stage to run
+skip_data_prep=false    # skip stages 1-3
+skip_train=false        # skip stages 4-6
+skip_packing=false      # skip stage 7
+skip_eval=false         # skip stages 8-9
+dry_run=false           # print the commands of the selected stages instead of running them
+ngpu=0                  # GPUs per node for training (0: CPU)
+num_nodes=1             # nodes for training (>1 needs cmd_backend=slurm, see cmd.sh)
+nj=4                    # parallel jobs for formatting, collect_stats and latent extraction
+inference_nj=2          # parallel decoding jobs
+gpu_inference=false     # extract latents and decode on a GPU
+python=python3          # the venv's python (path.sh activates it)
+
+dataset=mini            # mini | ljspeech | libritts_r | vctk (local/data.sh)
+corpus_dir=""           # where the downloaded corpus is (not needed for mini)
+local_data_opts=""      # more options for local/data.sh
+train_set=train
+valid_set=dev
+test_sets=test
+dumpdir=dump
+expdir=exp
+fs=16000                # Flow-VAE sample rate
+min_wav_duration=0.5    # seconds; shorter train/dev utterances are dropped
+max_wav_duration=20     # seconds; longer train/dev utterances are dropped
+
+token_type=char         # ESPnet token type of the LM's text
+cleaner=tacotron        # ESPnet text cleaner (none | tacotron | ...)
+g2p=none
+token_listdir=data/token_list
+
+codec_config=""         # Flow-VAE training config (conf/train_flowvae.yaml)
+codec_args=""           # more gan_codec_train options, e.g. "--max_epoch 2"
+codec_tag=""            # exp/codec_<tag> (default: the config's name)
+codec_model=latest.pth  # the codec model file used for latents and packing (ESPnet's latest = last epoch)
+
+lm_config=""            # LM training config (conf/train_kalle.yaml)
+lm_args=""              # more tts_train options
+lm_tag=""               # exp/lm_<tag>
+lm_model=latest.pth     # the LM model file to pack (e.g. valid.loss.best.pth)
+speaker_mel=auto        # append speaker log-mel to the latents: auto = when the LM config has speaker_conf
+extract_args=""         # more kalle-extract-latents options
+
+num_voices=4            # preset voices drawn when packing
+pack_args=""            # more espnet_kalle.pretrained.pack options
+decode_config=""        # conf/decode.yaml
+decode_args=""          # more espnet_kalle.recipe.decode options
+score_args=""           # more kalle-score options
+
+help_message="Usage: $0 [options]    (see the option list at the top of $0)
+  e.g. $0 --stage 4 --stop_stage 6 --ngpu 2 --codec_config conf/tuning/train_flowvae_paper.yaml"
+
+log "$0 $*"
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+if (( $# > 0 )); then log "unexpected argument(s): $*"; echo "${help_message}" >&2; exit 2; fi
+
+for v in skip_data_prep skip_train skip_packing skip_eval dry_run gpu_inference; do
+    [[ "${!v}" == true || "${!v}" == false ]] || { log "--${v} must be true or false"; exit 2; }
+done
+[[ "${speaker_mel}" =~ ^(auto|true|false)$ ]] || { log "--speaker_mel must be auto, true or false"; exit 2; }
+(( num_nodes >= 1 && ngpu >= 0 && nj >= 1 && inference_nj >= 1 )) || { log "bad --num_nodes/--ngpu/--nj"; exit 2; }
+if (( num_nodes > 1 )) && [[ "${cuda_cmd}" != *slurm.pl* ]]; then
+    log "--num_nodes ${num_nodes} needs a multi-node launcher: export cmd_backend=slurm (cmd.sh)"; exit 2
+fi
+
+# Experiment names follow ESPnet: exp/<kind>_<config name>.
+codec_tag="${codec_tag:-$(basename "${codec_config:-codec}" .yaml)}"
+lm_tag="${lm_tag:-$(basename "${lm_config:-lm}" .yaml)}"
+codec_exp="${expdir}/codec_${codec_tag}"
+codec_stats_dir="${expdir}/codec_stats_${fs}"
+lm_exp="${expdir}/lm_${lm_tag}"
+lm_stats_dir="${expdir}/lm_stats_${token_type}"
+token_list="${token_listdir}/${token_type}/tokens.txt"
+packed_dir="${lm_exp}/packed"
+latents_dir="${dumpdir}/latents"
+device=cpu; [ "${gpu_inference}" = true ] && device=cuda
+
+# Run a command, or only print it (--dry_run true). Arguments are quoted so the printout can be pasted.
+run() {
+    printf '+' >&2; printf ' %q' "$@" >&2; echo >&2
+    [ "${dry_run}" = true ] || "$@"
+}
+done_or_dry() { [ "${dry_run}" = false ] && [ -f "$1/.done" ]; }
+mark_done() { [ "${dry_run}" = true ] || { mkdir -p "$1"; date > "$1/.done"; }; }
+want() {  # want <stage> <skip flag>: is the stage selected?
+    (( stage <= $1 && $1 <= stop_stage )) && [ "$2" = false ]
+}
+need_file() { [ "${dry_run}" = true ] || [ -e "$1" ] || { log "missing $1 ($2)"; exit 1; }; }
+
+# ---------------------------------------------------------------------------------------- 1. data preparation
+if want 1 "${skip_data_prep}"; then
+    log "Stage 1: data preparation (${dataset}) -> data/{${train_set},${valid_set},${test_sets// /,}}"
+    if done_or_dry data; then
+        log "data/ is complete (delete data/.done to prepare it again)"
+    else
+        [ "${dry_run}" = true ] || [ -x local/data.sh ] || { log "local/data.sh not found"; exit 1; }
+        # shellcheck disable=SC2086
+        run local/data.sh --dataset "${dataset}" ${corpus_dir:+--corpus_dir "${corpus_dir}"} ${local_data_opts}
+        for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+            for f in wav.scp text utt2spk spk2utt; do need_file "data/${dset}/${f}" "local/data.sh output"; done
+        done
+        mark_done data
+    fi
+fi
+
+# --------------------------------------------------------------------------------------------- 2. formatting
+if want 2 "${skip_data_prep}"; then
+    log "Stage 2: resample to ${fs} Hz mono 16-bit -> ${dumpdir}/raw; filter ${min_wav_duration}-${max_wav_duration} s"
+    for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+        out="${dumpdir}/raw/${dset}"
+        if done_or_dry "${out}"; then log "${out} is complete"; continue; fi
+        filter=()
+        # ESPnet filters only the training and validation sets; every test utterance is scored.
+        if [ "${dset}" = "${train_set}" ] || [ "${dset}" = "${valid_set}" ]; then
+            filter=(--min_seconds "${min_wav_duration}" --max_seconds "${max_wav_duration}")
+        fi
+        n=$(min "${nj}" "$( [ -f "data/${dset}/wav.scp" ] && wc -l < "data/${dset}/wav.scp" || echo 1)")
+        run ${train_cmd} JOB=1:"${n}" "${out}/log/format.JOB.log" \
+            "${python}" -m espnet_kalle.recipe.format_data --src "data/${dset}" --dst "${out}" --fs "${fs}" \
+            --job JOB --nj "${n}" "${filter[@]}"
+        run "${python}" -m espnet_kalle.recipe.format_data --src "data/${dset}" --dst "${out}" --merge "${n}" \
+            --fs "${fs}" "${filter[@]}"
+        mark_done "${out}"
+    done
+fi
+
+# -------------------------------------------------------------------------------------------- 3. token list
+if want 3 "${skip_data_prep}"; then
+    log "Stage 3: ${token_type} token list from ${dumpdir}/raw/${train_set}/text -> ${token_list}"
+    if done_or_dry "$(dirname "${token_list}")"; then
+        log "${token_list} exists"
+    else
+        [ "${token_type}" = char ] || [ "${token_type}" = phn ] || {
+            log "--token_type ${token_type}: only char and phn token lists are built here"; exit 1; }
+        [ "${dry_run}" = true ] || mkdir -p "$(dirname "${token_list}")"
+        # ESPnet's layout: <blank> first, <unk> second, <sos/eos> last.
+        run "${python}" -m espnet2.bin.tokenize_text --token_type "${token_type}" \
+            --input "${dumpdir}/raw/${train_set}/text" --output "${token_list}" --field 2- \
+            --cleaner "${cleaner}" --g2p "${g2p}" --write_vocabulary true \
+            --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
+        mark_done "$(dirname "${token_list}")"
+    fi
+fi
+
+# ESPnet distributed training: espnet2.bin.launch picks single-process, multi-GPU DDP (spawned per GPU) or
+# multi-node (srun via cmd.sh's slurm.pl) from --ngpu/--num_nodes and passes the matching --dist_* options.
+launch() {  # launch <exp dir> <module> <args...>
+    local exp="$1" module="$2"; shift 2
+    run "${python}" -m espnet2.bin.launch --cmd "${cuda_cmd} --gpu ${ngpu}" --log "${exp}/train.log" \
+        --ngpu "${ngpu}" --num_nodes "${num_nodes}" --init_file_prefix "${exp}/.dist_init_" \
+        --multiprocessing_distributed true -- \
+        "${python}" -m espnet_kalle.run -m "${module}" "$@"
+}
+
+# Split a Kaldi scp into n files <dir>/<name>.<j> (round robin) for JOB=1:n collect_stats.
+split_scp() {  # split_scp <scp> <dir> <n>
+    [ "${dry_run}" = true ] && return 0
+    mkdir -p "$2"
+    awk -v n="$3" -v d="$2" -v b="$(basename "$1")" '{ print > (d "/" b "." ((NR - 1) % n + 1)) }' "$1"
+}
+
+# -------------------------------------------------------------------------------------------- 4. Flow-VAE
+if want 4 "${skip_train}"; then
+    log "Stage 4: Flow-VAE (ESPnet GAN codec) collect_stats -> ${codec_stats_dir}, training -> ${codec_exp}"
+    [ -n "${codec_config}" ] || { log "--codec_config is required"; exit 2; }
+    if ! done_or_dry "${codec_stats_dir}"; then
+        # collect_stats in JOB=1:n pieces, then merged, as ESPnet's recipes do (it derives the shape files).
+        n=$(min "${nj}" "$( [ -f "${dumpdir}/raw/${valid_set}/wav.scp" ] && wc -l < "${dumpdir}/raw/${valid_set}/wav.scp" || echo 1)")
+        for dset in "${train_set}" "${valid_set}"; do split_scp "${dumpdir}/raw/${dset}/wav.scp" "${codec_stats_dir}/split/${dset}" "${n}"; done
+        # shellcheck disable=SC2086
+        run ${train_cmd} JOB=1:"${n}" "${codec_stats_dir}/log/stats.JOB.log" \
+            "${python}" -m espnet_kalle.run -m espnet2.bin.gan_codec_train --collect_stats true --ngpu 0 \
+            --config "${codec_config}" \
+            --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,audio,sound" \
+            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,audio,sound" \
+            --train_shape_file "${codec_stats_dir}/split/${train_set}/wav.scp.JOB" \
+            --valid_shape_file "${codec_stats_dir}/split/${valid_set}/wav.scp.JOB" \
+            --output_dir "${codec_stats_dir}/stats.JOB" ${codec_args}
+        run "${python}" -m espnet2.bin.aggregate_stats_dirs \
+            $(for j in $(seq "${n}"); do echo --input_dir "${codec_stats_dir}/stats.${j}"; done) \
+            --output_dir "${codec_stats_dir}"
+        mark_done "${codec_stats_dir}"
+    fi
+    if done_or_dry "${codec_exp}"; then
+        log "${codec_exp} is trained (delete ${codec_exp}/.done to train more)"
+    else
+        # shellcheck disable=SC2086
+        launch "${codec_exp}" espnet2.bin.gan_codec_train --config "${codec_config}" \
+            --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,audio,sound" \
+            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,audio,sound" \
+            --train_shape_file "${codec_stats_dir}/train/audio_shape" \
+            --valid_shape_file "${codec_stats_dir}/valid/audio_shape" \
+            --resume true --output_dir "${codec_exp}" ${codec_args}
+        need_file "${codec_exp}/${codec_model}" "--codec_model"
+        mark_done "${codec_exp}"
+    fi
+fi
+
+# Does the LM want speaker log-mel columns next to the latents?
+use_speaker_mel() {
+    case "${speaker_mel}" in
+        true|false) echo "${speaker_mel}" ;;
+        auto) "${python}" - "${lm_config}" <<'PY'
+import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
+print("true" if (conf.get("tts_conf") or {}).get("speaker_conf") else "false")
+PY
+        ;;
+    esac
+}
+
+# ------------------------------------------------------------------------------------------------ 5. latents
+if want 5 "${skip_train}"; then
+    log "Stage 5: Flow-VAE latents of every set with ${codec_exp}/${codec_model} -> ${latents_dir}"
+    mel_flag=()
+    [ "$(use_speaker_mel)" = true ] && mel_flag=(--speaker-mel)
+    for dset in "${train_set}" "${valid_set}" ${test_sets}; do
+        out="${latents_dir}/${dset}"
+        if done_or_dry "${out}"; then log "${out} is complete"; continue; fi
+        # The extractor resumes by itself (complete npy files are kept) and runs --nj worker processes.
+        # shellcheck disable=SC2086
+        run ${decode_cmd} --num_threads "${nj}" "${out}/log/extract.log" \
+            kalle-extract-latents --codec-config "${codec_exp}/config.yaml" \
+            --codec-model "${codec_exp}/${codec_model}" --wav-scp "${dumpdir}/raw/${dset}/wav.scp" \
+            --out-dir "${out}" --nj "${nj}" --device "${device}" "${mel_flag[@]}" ${extract_args}
+        mark_done "${out}"
+    done
+fi
+
+# -------------------------------------------------------------------------------------------------- 6. LM
+if want 6 "${skip_train}"; then
+    log "Stage 6: KALL-E LM (ESPnet TTS 'kalle') collect_stats -> ${lm_stats_dir}, training -> ${lm_exp}"
+    [ -n "${lm_config}" ] || { log "--lm_config is required"; exit 2; }
+    # Feature width and latent size come from the extracted latents, so the LM always matches its codec.
+    odim=ODIM; latent_dim=LATENT_DIM
+    if [ "${dry_run}" = false ]; then
+        odim=$(head -n 1 "${latents_dir}/${train_set}/feats_shape" | cut -d' ' -f2 | cut -d, -f2)
+        latent_dim=$("${python}" -c 'import json,sys; print(json.load(open(sys.argv[1]))["latent_dim"])' \
+            "${latents_dir}/${train_set}/latents_info.json")
+    fi
+    data_opts=()
+    for pair in "train:${train_set}" "valid:${valid_set}"; do
+        split="${pair%%:*}"; dset="${pair#*:}"
+        data_opts+=(--"${split}"_data_path_and_name_and_type "${dumpdir}/raw/${dset}/text,text,text"
+                    --"${split}"_data_path_and_name_and_type "${latents_dir}/${dset}/feats.scp,speech,npy")
+    done
+    common=(--config "${lm_config}" --token_type "${token_type}" --token_list "${token_list}"
+            --cleaner "${cleaner}" --g2p "${g2p}" --odim "${odim}" --tts_conf "latent_dim=${latent_dim}"
+            --use_preprocessor true "${data_opts[@]}")
+    if ! done_or_dry "${lm_stats_dir}"; then
+        # Shape files (text tokens, latent frames); the model's feats are not normalised (normalize: null).
+        n=$(min "${nj}" "$( [ -f "${latents_dir}/${valid_set}/feats.scp" ] && wc -l < "${latents_dir}/${valid_set}/feats.scp" || echo 1)")
+        for dset in "${train_set}" "${valid_set}"; do split_scp "${latents_dir}/${dset}/feats.scp" "${lm_stats_dir}/split/${dset}" "${n}"; done
+        # shellcheck disable=SC2086
+        run ${train_cmd} JOB=1:"${n}" "${lm_stats_dir}/log/stats.JOB.log" \
+            "${python}" -m espnet_kalle.run -m espnet2.bin.tts_train --collect_stats true --ngpu 0 "${common[@]}" \
+            --train_shape_file "${lm_stats_dir}/split/${train_set}/feats.scp.JOB" \
+            --valid_shape_file "${lm_stats_dir}/split/${valid_set}/feats.scp.JOB" \
+            --output_dir "${lm_stats_dir}/stats.JOB" ${lm_args}
+        run "${python}" -m espnet2.bin.aggregate_stats_dirs \
+            $(for j in $(seq "${n}"); do echo --input_dir "${lm_stats_dir}/stats.${j}"; done) \
+            --output_dir "${lm_stats_dir}"
+        mark_done "${lm_stats_dir}"
+    fi
+    if done_or_dry "${lm_exp}"; then
+        log "${lm_exp} is trained (delete ${lm_exp}/.done to train more)"
+    else
+        # The model references its Flow-VAE (recipe-relative paths, as ESPnet configs do) so that
+        # espnet2.bin.tts_inference can return waveforms.
+        # shellcheck disable=SC2086
+        launch "${lm_exp}" espnet2.bin.tts_train "${common[@]}" \
+            --tts_conf "codec_config=${codec_exp}/config.yaml" --tts_conf "codec_file=${codec_exp}/${codec_model}" \
+            --train_shape_file "${lm_stats_dir}/train/text_shape" \
+            --train_shape_file "${lm_stats_dir}/train/speech_shape" \
+            --valid_shape_file "${lm_stats_dir}/valid/text_shape" \
+            --valid_shape_file "${lm_stats_dir}/valid/speech_shape" \
+            --fold_length 150 --fold_length 250 \
+            --resume true --output_dir "${lm_exp}" ${lm_args}
+        need_file "${lm_exp}/${lm_model}" "--lm_model"
+        mark_done "${lm_exp}"
+    fi
+fi
+
+# --------------------------------------------------------------------------------------------- 7. packing
+if want 7 "${skip_packing}"; then
+    log "Stage 7: packing ${lm_exp}/${lm_model} + ${codec_exp}/${codec_model} -> ${packed_dir} (+ .zip)"
+    if done_or_dry "${packed_dir}"; then
+        log "${packed_dir} is packed"
+    else
+        # shellcheck disable=SC2086
+        run ${train_cmd} "${lm_exp}/log/pack.log" \
+            "${python}" -m espnet_kalle.pretrained.pack --lm-config "${lm_exp}/config.yaml" \
+            --lm-model "${lm_exp}/${lm_model}" --codec-config "${codec_exp}/config.yaml" \
+            --codec-model "${codec_exp}/${codec_model}" --out "${packed_dir}" --voices "${num_voices}" \
+            --name "kalle-${dataset}-${lm_tag}" ${pack_args}
+        # ESPnet ships packed models as zips; the dir itself is what from_pretrained() loads.
+        run "${python}" -m zipfile -c "${packed_dir}.zip" "${packed_dir}"
+        mark_done "${packed_dir}"
+    fi
+fi
+
+# -------------------------------------------------------------------------------------------- 8. decoding
+if want 8 "${skip_eval}"; then
+    for dset in ${test_sets}; do
+        dec="${lm_exp}/decode_${dset}"
+        log "Stage 8: decoding ${dumpdir}/raw/${dset} with ${packed_dir} -> ${dec}/<system>"
+        if done_or_dry "${dec}"; then log "${dec} is complete"; continue; fi
+        opts=(--model_dir "${packed_dir}" --data_dir "${dumpdir}/raw/${dset}" --prompt_dir "${dumpdir}/raw/${valid_set}"
+              --out_dir "${dec}" --device "${device}")
+        [ -n "${decode_config}" ] && opts+=(--config "${decode_config}")
+        # Voices first (clones per speaker, TTT), then the utterances in JOB pieces, then per-system merge.
+        # shellcheck disable=SC2086
+        run ${decode_cmd} "${dec}/log/prepare.log" "${python}" -m espnet_kalle.recipe.decode prepare "${opts[@]}" ${decode_args}
+        # shellcheck disable=SC2086
+        run ${decode_cmd} JOB=1:"${inference_nj}" "${dec}/log/decode.JOB.log" \
+            "${python}" -m espnet_kalle.recipe.decode synth "${opts[@]}" --job JOB --nj "${inference_nj}" ${decode_args}
+        run "${python}" -m espnet_kalle.recipe.decode merge "${opts[@]}" --nj "${inference_nj}"
+        mark_done "${dec}"
+    done
+fi
+
+# --------------------------------------------------------------------------------------------- 9. scoring
+if want 9 "${skip_eval}"; then
+    for dset in ${test_sets}; do
+        dec="${lm_exp}/decode_${dset}"
+        log "Stage 9: scoring ${dec} against ${dumpdir}/raw/${dset} -> ${dec}/scoring/RESULTS.md"
+        if done_or_dry "${dec}/scoring"; then log "${dec}/scoring is complete"; continue; fi
+        need_file "${dec}/systems" "stage 8 output"
+        systems=(SYSTEM)
+        [ "${dry_run}" = true ] || mapfile -t systems < "${dec}/systems"
+        hyps=()
+        for system in "${systems[@]}"; do hyps+=(--hyp-dir "${dec}/${system}" --system "${system}"); done
+        # One report over every system; the references are scored too, as the ceiling.
+        # shellcheck disable=SC2086
+        run ${decode_cmd} "${dec}/scoring/log/score.log" \
+            kalle-score --ref-dir "${dumpdir}/raw/${dset}" "${hyps[@]}" \
+            --latents "${latents_dir}/${dset}/feats.scp" --train-log-dir "${codec_exp}" --train-log-dir "${lm_exp}" \
+            --title "${dataset} ${dset}: ${lm_tag} + ${codec_tag}" --out "${dec}/scoring" ${score_args}
+        mark_done "${dec}/scoring"
+        [ "${dry_run}" = true ] || log "results: ${dec}/scoring/RESULTS.md"
+    done
+fi
+
+log "Successfully finished stages ${stage}-${stop_stage}$( [ "${dry_run}" = true ] && echo ' (dry run)')"

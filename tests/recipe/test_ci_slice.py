@@ -1,0 +1,102 @@
+"""The recipe end to end on a tiny slice of `mini` with the debug configs (ESPnet CI style), stages 1 to 9,
+then a second run that resumes (skips everything finished) and an interrupted-training resume.
+
+Cost: ~10 ESPnet/python processes of ~15 s start-up each on 2 cores; the training itself is 1 iteration per model.
+"""
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import copy_recipe, recipe_env
+
+SLICE = [
+    "--local_data_opts", "--num_sentences 12 --num_dev 3 --num_test 3 --voices slt,rms,awb --nj 1",
+    "--codec_config", "conf/tuning/train_flowvae_debug.yaml",
+    "--lm_config", "conf/tuning/train_kalle_debug.yaml",
+    "--decode_config", "conf/tuning/decode_debug.yaml",
+    "--nj", "1", "--inference_nj", "1", "--num_voices", "1",
+]
+CODEC_EXP = "exp/codec_train_flowvae_debug"
+LM_EXP = "exp/lm_train_kalle_debug"
+
+
+def run_recipe(recipe: Path, *args: str, timeout: int = 900):
+    start = time.perf_counter()
+    proc = subprocess.run(["./run.sh", *SLICE, *args], cwd=recipe, env=recipe_env(), capture_output=True, text=True,
+                          timeout=timeout)
+    return proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    for tool in ("flite", "sox"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (the mini corpus needs: apt-get install flite sox wordnet-base)")
+    if not Path("/usr/share/wordnet/data.noun").is_file():
+        pytest.skip("wordnet-base is not installed (the mini corpus reads its sentences from WordNet)")
+    recipe = copy_recipe(tmp_path_factory.mktemp("ci") / "tts1")
+    proc, seconds = run_recipe(recipe)
+    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(recipe.rglob("*.log"))[-4:])
+    assert proc.returncode == 0, f"{proc.stderr[-5000:]}\n--- last logs ---\n{logs}"
+    print(f"CI slice: stages 1-9 in {seconds:.0f} s")
+    return recipe, proc.stderr
+
+
+def test_every_stage_ran_and_left_its_outputs(recipe):
+    root, log = recipe
+    for stage in range(1, 10):
+        assert f") Stage {stage}:" in log, stage
+    for dset in ("train", "dev", "test"):
+        scp = (root / "dump/raw" / dset / "wav.scp").read_text().split("\n")[0].split()
+        info = sf.info(scp[1])
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+    tokens = (root / "data/token_list/char/tokens.txt").read_text().split("\n")
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-2:] == ["<sos/eos>", ""]
+    assert (root / CODEC_EXP / "latest.pth").is_file() and (root / LM_EXP / "latest.pth").is_file()
+    shape = (root / "dump/latents/train/feats_shape").read_text().split("\n")[0].split()[1]
+    assert shape.split(",")[1] == str(2 * 8 + 8 * 80)  # mu | log_sigma | speaker log-mel
+    assert (root / LM_EXP / "packed/model.yaml").is_file() and (root / LM_EXP / "packed.zip").is_file()
+
+    dec = root / LM_EXP / "decode_test"
+    systems = (dec / "systems").read_text().split()
+    assert "clone" in systems and "ttt" in systems and any(s.startswith("preset_") for s in systems), systems
+    test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
+    for system in systems:
+        utts = sorted(line.split()[0] for line in (dec / system / "wav.scp").read_text().splitlines())
+        assert set(utts) <= set(test_utts) and utts
+        if system != "ttt":  # TTT adapts to one speaker: only that speaker's sentences
+            assert utts == test_utts, system
+        assert len((dec / system / "rtf").read_text().splitlines()) == len(utts)
+    results = (dec / "scoring/RESULTS.md").read_text()
+    for system in systems + ["reference"]:
+        assert system in results, system
+
+
+def test_second_run_resumes_without_redoing_work(recipe):
+    root, _ = recipe
+    stamp = (root / LM_EXP / "latest.pth").stat().st_mtime
+    proc, seconds = run_recipe(root, "--stage", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launched = [line for line in proc.stderr.splitlines() if line.startswith("+ ")]
+    assert not launched, launched  # every stage found its outputs complete
+    assert "is complete" in proc.stderr and "is trained" in proc.stderr
+    assert (root / LM_EXP / "latest.pth").stat().st_mtime == stamp
+    assert seconds < 60
+
+
+def test_interrupted_training_resumes_from_checkpoint(recipe):
+    """Without its .done stamp the LM stage re-enters ESPnet's trainer with --resume true: it continues from
+    checkpoint.pth (epoch 1 done) and trains only the new epoch."""
+    root, _ = recipe
+    (root / LM_EXP / ".done").unlink()
+    proc, _ = run_recipe(root, "--stage", "6", "--stop_stage", "6", "--lm_args", "--max_epoch 2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_log = (root / LM_EXP / "train.log").read_text()
+    assert "The training was resumed using" in train_log
+    assert "1epoch results" not in train_log and "2epoch results" in train_log
+    assert (root / LM_EXP / "2epoch.pth").is_file()
