@@ -14,14 +14,27 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_TEXT ?= Hello from KALL-E, a text to speech model that predicts distributions.
 
-.PHONY: help venv test demo lock clean distclean
+# Debian packages the recipe and its tests use: flite voices + sox for the mini corpus, WordNet's example sentences.
+APT_PACKAGES := flite sox wordnet-base
+
+.PHONY: help system-deps venv test demo lock clean distclean
 
 help:
 	@echo "make venv       create $(VENV)/ ($(PYTHON)) and install espnet-kalle[test] pinned by $(CONSTRAINTS)"
-	@echo "make test       venv, then the pytest suite (CPU only)"
+	@echo "make test       Debian packages ($(APT_PACKAGES)) and venv, then the pytest suite (CPU only)"
 	@echo "make demo       venv, then synthesize demo.wav with kalle-tts"
 	@echo "make lock       rewrite $(CONSTRAINTS) from the current venv"
 	@echo "make clean      remove caches and build files;  make distclean: also $(VENV)/"
+
+# Installs only what is missing; as root directly (CI, containers), else through sudo, else says what to run.
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		elif command -v sudo >/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "please run: apt-get install$$missing" >&2; exit 1; fi; \
+	fi
 
 venv: $(STAMP)
 
@@ -33,7 +46,7 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
-test: venv
+test: system-deps venv
 	$(VENV)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 demo: venv
