@@ -67,6 +67,8 @@ class KalleSynthesizer:
         self.name = name
         self.voices: Dict[str, Voice] = {v.name: v for v in voices}
         self.default_voice = default_voice if default_voice in self.voices else next(iter(self.voices), None)
+        self.meta: Dict[str, object] = {}  # model.yaml of a packed model dir (name, languages, ...)
+        self.model_dir: Optional[Path] = None
         self._adapted: Dict[int, tuple] = {}
         self._lock = threading.Lock()
 
@@ -85,6 +87,8 @@ class KalleSynthesizer:
         voices = load_voice_dir(root / meta.get("voices_dir", "voices"))
         synth = cls(model, codec, Tokenizer.from_config(config), voices, meta.get("name", root.name),
                     meta.get("default_voice"))
+        synth.meta = meta
+        synth.model_dir = root
         model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
         return synth
 
@@ -97,8 +101,11 @@ class KalleSynthesizer:
         return int(self.codec.hop_length)
 
     # ------------------------------------------------------------------ voices
-    def voice(self, voice: VoiceLike = None) -> Voice:
-        """Resolve a preset name, a seed, a voice file path or a Voice into a Voice."""
+    def voice(self, voice: VoiceLike = None, allow_files: bool = True) -> Voice:
+        """Resolve a preset name, a seed, a voice file path or a Voice into a Voice.
+
+        Servers resolving names sent over the network pass ``allow_files=False`` so a name never opens a file.
+        """
         if voice is None:
             voice = self.default_voice if self.default_voice is not None else 0
         if isinstance(voice, Voice):
@@ -108,7 +115,7 @@ class KalleSynthesizer:
         if isinstance(voice, str):
             if voice in self.voices:
                 return self.voices[voice]
-            if voice.endswith(".pt") and Path(voice).is_file():
+            if allow_files and voice.endswith(".pt") and Path(voice).is_file():
                 return Voice.load(voice)
             known = ", ".join(sorted(self.voices)) or "(none)"
             raise KeyError(f"unknown voice {voice!r}; presets: {known}; or pass a seed or a .voice.pt file")
@@ -181,6 +188,13 @@ class KalleSynthesizer:
         """How ``stream`` will split ``text`` (for progress reporting)."""
         return split_sentences(text)
 
+    def check_text(self, text: str) -> List[List[int]]:
+        """Token ids per sentence; raises ``TextError`` now (e.g. on an event loop) for text that cannot be spoken."""
+        sentences = split_sentences(text)
+        if not sentences:
+            self.tokenizer(text)  # raises the clear "empty text" error
+        return [self.tokenizer(s) for s in sentences]
+
     def stream(
         self,
         text: str,
@@ -194,13 +208,12 @@ class KalleSynthesizer:
         """Yield float32 chunks of ``hop_length`` samples (80 ms) as they are generated.
 
         ``cancel`` (a threading.Event) stops generation before the next frame: callers in other threads use it
-        to interrupt. Sentences are separated by ``pause_frames`` frames of silence.
+        to interrupt. Sentences (``split_sentences``) are separated by ``pause_frames`` frames of zeros, and
+        sentence i samples with seed ``seed + i``: speaking sentences one by one with those seeds and pauses gives
+        the same audio. Concurrent calls from several threads are safe: each keeps its own cache and decoder state.
         """
-        sentences = split_sentences(text)
-        if not sentences:
-            self.tokenizer(text)  # raises the clear "empty text" error
         resolved = self.voice(voice)
-        token_ids = [self.tokenizer(s) for s in sentences]  # fail before any audio if a sentence is unspeakable
+        token_ids = self.check_text(text)  # fail before any audio if a sentence is unspeakable
         for index, ids in enumerate(token_ids):
             if index and pause_frames:
                 for _ in range(pause_frames):
