@@ -26,21 +26,22 @@ from espnet_kalle.lm.generate import iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.ttt import test_time_train
 from espnet_kalle.pretrained import resolve_model_dir
-from espnet_kalle.text import Tokenizer, split_sentences
+from espnet_kalle.text import TextError, Tokenizer, split_sentences
 from espnet_kalle.voice import Voice, load_voice_dir
 
 VoiceLike = Union[None, str, int, Voice]
 MIN_PROMPT_SECONDS, MAX_PROMPT_SECONDS = 1.0, 30.0
 # Plausible speaking rates in text tokens per second of prompt audio; outside this the transcript is wrong.
 PROMPT_TOKENS_PER_SECOND = (1.5, 40.0)
+SPEED_RANGE = (0.25, 4.0)  # speaking-rate factors FrameRateChanger accepts
 
 
 class FrameRateChanger:
     """Changes speaking rate by resampling the latent sequence in time (linear interpolation), frame by frame."""
 
     def __init__(self, speed: float):
-        if not 0.25 <= speed <= 4.0:
-            raise ValueError(f"speed must be within [0.25, 4], got {speed}")
+        if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
+            raise ValueError(f"speed must be within [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}], got {speed}")
         self.speed = speed
         self.prev: Optional[torch.Tensor] = None
         self.count = -1  # index of the newest input frame
@@ -187,6 +188,14 @@ class KalleSynthesizer:
     def sentences(self, text: str) -> List[str]:
         """How ``stream`` will split ``text`` (for progress reporting)."""
         return split_sentences(text)
+
+    def is_speakable(self, text: str) -> bool:
+        """True when ``stream`` would speak ``text`` (non-empty, every sentence has something to say)."""
+        try:
+            self.check_text(text)
+        except TextError:
+            return False
+        return True
 
     def check_text(self, text: str) -> List[List[int]]:
         """Token ids per sentence; raises ``TextError`` now (e.g. on an event loop) for text that cannot be spoken."""

@@ -16,7 +16,7 @@ import torch
 from espnet_kalle.checkpoint import load_weights, save_atomic
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: comparing tensor fields elementwise would raise
 class Voice:
     name: str
     speaker: Optional[torch.Tensor] = None

@@ -1,0 +1,118 @@
+"""``python -m wyoming_kalle --uri tcp://0.0.0.0:10200``: a Wyoming TTS server for Home Assistant.
+
+Options follow wyoming-piper's where they mean the same thing (--uri, --voice, --zeroconf, --samples-per-chunk,
+--no-streaming, --debug, --log-format, --version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from functools import partial
+from pathlib import Path
+from typing import List, Optional
+
+from wyoming.server import AsyncServer, AsyncTcpServer
+
+from . import __version__
+from .handler import HandlerSettings, KalleEventHandler
+from .synthesis import SynthesisOptions, SynthesisPool
+from .voices import build_info, load_voice_book, model_languages
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m wyoming_kalle",
+                                     description="A Wyoming text-to-speech server (Home Assistant) for KALL-E.")
+    parser.add_argument("--uri", default="stdio://", help="unix:// or tcp:// (e.g. tcp://0.0.0.0:10200)")
+    parser.add_argument("--model", default="mini-en", help="registered model name or packed model dir")
+    parser.add_argument("--voice", help="default voice for requests that name none (default: the model's)")
+    parser.add_argument("--voices-dir", type=Path,
+                        help="directory of saved cloned/adapted voices (*.voice.pt) to offer besides the presets")
+    parser.add_argument("--zeroconf", nargs="?", const="kalle",
+                        help="enable discovery over zeroconf with optional name (default: kalle)")
+    parser.add_argument("--samples-per-chunk", type=int, default=None,
+                        help="samples per AudioChunk (default: one 80 ms frame, 1280 at 16 kHz)")
+    parser.add_argument("--no-streaming", action="store_true",
+                        help="do not offer streaming synthesis (SynthesizeStart/Chunk/Stop)")
+    parser.add_argument("--max-text-chars", type=int, default=2000, help="longest text per request")
+    parser.add_argument("--workers", type=int, default=1, help="requests synthesized at the same time")
+    parser.add_argument("--queue-size", type=int, default=8,
+                        help="requests that may wait for a worker; more get a 'busy' Error")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice, all cores)")
+    parser.add_argument("--speed", type=float, default=1.0, help="speaking rate (0.25-4)")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (model default)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (same text, same audio)")
+    parser.add_argument("--debug", action="store_true", help="log DEBUG messages")
+    parser.add_argument("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
+    parser.add_argument("--version", action="version", version=__version__, help="print version and exit")
+    return parser
+
+
+async def main(argv: Optional[List[str]] = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format=args.log_format)
+    _LOGGER.debug(args)
+    if args.max_text_chars < 1 or args.workers < 1 or args.queue_size < 0:
+        parser.error("--max-text-chars and --workers must be >= 1, --queue-size >= 0")
+    if args.samples_per_chunk is not None and args.samples_per_chunk < 1:
+        parser.error("--samples-per-chunk must be >= 1")
+    if not 0.25 <= args.speed <= 4.0:
+        parser.error("--speed must be within [0.25, 4]")
+
+    import torch
+
+    from espnet_kalle.synthesizer import KalleSynthesizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    _LOGGER.info("Loading model %s", args.model)
+    try:
+        synth = KalleSynthesizer.from_pretrained(args.model)
+        book = load_voice_book(synth, args.voices_dir, args.voice, model_languages(args.model))
+    except (OSError, ValueError, KeyError) as err:  # a wrong --model/--voice/--voices-dir: say so, no traceback
+        parser.error(str(err))
+    info = build_info(book, synth.name, streaming=not args.no_streaming)
+    pool = SynthesisPool(synth, args.workers, args.queue_size,
+                         SynthesisOptions(temperature=args.temperature, speed=args.speed, seed=args.seed))
+    settings = HandlerSettings(samples_per_chunk=args.samples_per_chunk, max_text_chars=args.max_text_chars,
+                               streaming=not args.no_streaming)
+    _LOGGER.info("Voices: %s (default %s)", ", ".join(sorted(book.voices)), book.default)
+
+    server = AsyncServer.from_uri(args.uri)
+    if args.zeroconf:
+        if not isinstance(server, AsyncTcpServer):
+            parser.error("--zeroconf requires a tcp:// uri")
+        await _register_zeroconf(args.zeroconf, server)
+
+    _LOGGER.info("Ready")
+    try:
+        await server.run(partial(KalleEventHandler, info, book, pool, settings))
+    finally:
+        pool.close()
+
+
+async def _register_zeroconf(name: str, server: AsyncTcpServer) -> None:
+    try:
+        from wyoming.zeroconf import HomeAssistantZeroconf
+    except ImportError as err:
+        raise SystemExit(f"--zeroconf needs the zeroconf package: pip install 'wyoming[zeroconf]' ({err})")
+    # A wildcard bind address is not reachable: let HomeAssistantZeroconf find this host's address.
+    host = None if server.host in ("0.0.0.0", "", "::") else server.host
+    await HomeAssistantZeroconf(name=name, port=server.port, host=host).register_server()
+    _LOGGER.debug("Zeroconf discovery enabled")
+
+
+def run() -> None:
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,210 @@
+"""KalleTTSService in real Pipecat pipelines (pipecat's own run_test) on the tiny random model."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pipecat")
+
+from loguru import logger  # noqa: E402
+from pipecat.frames.frames import (  # noqa: E402
+    ErrorFrame,
+    InterruptionFrame,
+    MetricsFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSStartedFrame,
+    TTSStoppedFrame,
+    TTSUpdateSettingsFrame,
+)
+from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData  # noqa: E402
+from pipecat.pipeline.worker import PipelineParams  # noqa: E402
+from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
+from pipecat.utils.errors import ErrorCategory  # noqa: E402
+
+from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
+from pipecat_kalle import KalleTTSService  # noqa: E402
+
+TEXT = "hello there."
+HOP = 1280
+
+
+@pytest.fixture(scope="module")
+def synth(tiny_model_dir):
+    return KalleSynthesizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture
+def error_logs():
+    """Every ERROR pipecat (loguru) logs during the test."""
+    records: list[str] = []
+    sink = logger.add(lambda message: records.append(str(message)), level="ERROR")
+    yield records
+    logger.remove(sink)
+
+
+@dataclass
+class Record:
+    calls: int = 0
+    generated: int = 0  # chunks the synthesizer produced, over all calls
+    after_cancel: int = 0  # chunks produced once the cancel event was set
+    workers_alive_at_start: int = 0  # other synthesis threads still running when a call began
+
+
+def instrument(monkeypatch, synth, delay=0.0, fail_calls=(), error=RuntimeError("boom")) -> Record:
+    """Wrap ``synth.stream`` to count chunks, slow it down, or make chosen calls fail."""
+    record, real = Record(), synth.stream
+
+    def stream(text, *args, **kwargs):
+        record.calls += 1
+        record.workers_alive_at_start += sum(
+            t.name.endswith("-synth") and t is not threading.current_thread() for t in threading.enumerate()
+        )
+        if record.calls in fail_calls:
+            raise error
+        cancel = kwargs.get("cancel")
+        for chunk in real(text, *args, **kwargs):
+            time.sleep(delay)
+            record.generated += 1
+            record.after_cancel += bool(cancel is not None and cancel.is_set())
+            yield chunk
+
+    monkeypatch.setattr(synth, "stream", stream)
+    return record
+
+
+def run(tts, frames):
+    params = PipelineParams(enable_metrics=True, enable_usage_metrics=True)
+    return asyncio.run(run_test(tts, frames_to_send=frames, pipeline_params=params))
+
+
+def pcm(frames) -> np.ndarray:
+    return np.frombuffer(b"".join(f.audio for f in frames if isinstance(f, TTSAudioRawFrame)), dtype=np.int16)
+
+
+def int16(wav: np.ndarray) -> np.ndarray:
+    return (np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def utterances(down) -> list[list]:
+    """The frames of each Started..Stopped span, checking that audio only ever appears inside one."""
+    spans, current = [], None
+    for frame in down:
+        if isinstance(frame, TTSStartedFrame):
+            assert current is None, "TTSStartedFrame inside an utterance"
+            current = []
+        elif isinstance(frame, TTSStoppedFrame):
+            assert current is not None, "TTSStoppedFrame without TTSStartedFrame"
+            spans.append(current)
+            current = None
+        elif isinstance(frame, TTSAudioRawFrame):
+            assert current is not None, "audio outside Started/Stopped"
+            current.append(frame)
+    assert current is None, "utterance never stopped"
+    return spans
+
+
+def synth_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.endswith("-synth")]
+
+
+def test_streams_80ms_frames_matching_synthesize_with_metrics(synth, error_logs):
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000)
+    down, up = run(tts, [TTSSpeakFrame(text=TEXT)])
+
+    [audio] = utterances(down)
+    assert audio and all(len(f.audio) == 2 * HOP and f.sample_rate == 16000 and f.num_channels == 1 for f in audio)
+    assert len({f.context_id for f in audio}) == 1
+    np.testing.assert_array_equal(pcm(audio), int16(synth.synthesize(TEXT, voice="low-1", seed=0)))
+
+    metrics = [d for f in down if isinstance(f, MetricsFrame) for d in f.data if d.processor == tts.name]
+    assert any(isinstance(d, TTFBMetricsData) and d.value > 0 for d in metrics)
+    assert any(isinstance(d, TTSUsageMetricsData) and d.value == len(TEXT) for d in metrics)
+    assert tts.can_generate_metrics() and not up and not error_logs  # settings complete: no ERROR at start
+    assert not synth_threads()
+
+
+def test_resamples_to_the_pipeline_rate(synth, error_logs):
+    tts = KalleTTSService(model=synth, voice="low-1")  # sample_rate None: PipelineParams' 24 kHz
+    down, _ = run(tts, [TTSSpeakFrame(text=TEXT)])
+
+    [audio] = utterances(down)
+    assert {f.sample_rate for f in audio} == {24000}
+    reference = synth.synthesize(TEXT, voice="low-1", seed=0)
+    assert abs(pcm(audio).size - 1.5 * reference.size) <= 2
+    assert not error_logs
+
+
+def test_two_utterances_back_to_back_with_a_runtime_voice_and_speed_change(synth, error_logs):
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000)
+    second = "how are you?"
+    update = TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(voice="high-1", speed=1.5))
+    down, up = run(tts, [TTSSpeakFrame(text=TEXT), update, TTSSpeakFrame(text=second)])
+
+    first_audio, second_audio = utterances(down)
+    np.testing.assert_array_equal(pcm(first_audio), int16(synth.synthesize(TEXT, voice="low-1")))
+    np.testing.assert_array_equal(pcm(second_audio), int16(synth.synthesize(second, voice="high-1", speed=1.5)))
+    assert tts.voice.name == "high-1" and not up and not error_logs
+
+
+def test_bad_voice_update_is_reported_and_the_old_voice_kept(synth):
+    tts = KalleTTSService(model=synth, voice=7, sample_rate=16000)
+    assert tts._settings.voice == "seed-7"
+    update = TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(voice="no-such-voice"))
+    down, up = run(tts, [update, TTSSpeakFrame(text=TEXT)])
+
+    assert any(isinstance(f, ErrorFrame) and "no-such-voice" in f.error for f in up)
+    [audio] = utterances(down)
+    np.testing.assert_array_equal(pcm(audio), int16(synth.synthesize(TEXT, voice=7)))
+
+
+def test_interruption_stops_the_worker_within_a_frame(synth, monkeypatch):
+    long_text = "one two three four five. six seven eight nine ten. eleven twelve thirteen."
+    full = synth.synthesize(long_text, voice="low-1").size // HOP
+    short = synth.synthesize(TEXT, voice="low-1").size // HOP
+    record = instrument(monkeypatch, synth, delay=0.03)
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000)
+    frames = [TTSSpeakFrame(text=long_text), SleepFrame(0.4), InterruptionFrame(), SleepFrame(0.1),
+              TTSSpeakFrame(text=TEXT)]
+    down, up = run(tts, frames)
+
+    spoken = record.generated - short  # the interrupted utterance's share
+    assert 0 < spoken < full // 2  # 0.4 s at 30 ms a frame: stopped long before the end
+    assert record.after_cancel <= 1  # the LM stopped before its next frame
+    assert record.workers_alive_at_start == 0  # the model was free when the next utterance began
+    assert not synth_threads() and not any(isinstance(f, ErrorFrame) for f in up)
+
+    interrupted_at = next(i for i, f in enumerate(down) if isinstance(f, InterruptionFrame))
+    after = utterances(down[interrupted_at:])
+    assert len(after) == 1 and pcm(after[0]).size == short * HOP
+
+
+def test_model_errors_become_error_frames_and_the_service_keeps_working(synth, monkeypatch, error_logs):
+    reference = int16(synth.synthesize(TEXT, voice="low-1"))
+    record = instrument(monkeypatch, synth, fail_calls=(1,))
+    # A failed utterance has no audio, so Pipecat closes its context only after stop_frame_timeout_s (3 s).
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000, stop_frame_timeout_s=0.5)
+    down, up = run(tts, [TTSSpeakFrame(text=TEXT), TTSSpeakFrame(text=TEXT)])
+
+    boom = [f for f in up if isinstance(f, ErrorFrame) and "boom" in f.error]
+    assert len(boom) == 1 and boom[0].category is ErrorCategory.SERVER and any("boom" in e for e in error_logs)
+    assert tts.is_usable and record.calls == 2
+    failed, spoken = utterances(down)
+    assert not failed
+    np.testing.assert_array_equal(pcm(spoken), reference)
+    assert not synth_threads()
+
+
+def test_unspeakable_sentences_are_skipped_not_failed(synth, error_logs):
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000)
+    down, up = run(tts, [TTSSpeakFrame(text="\u2603\u2603"), TTSSpeakFrame(text=f"{TEXT} \u2603.")])
+
+    [audio] = utterances(down)  # the snowmen alone start no utterance; beside a sentence they are dropped
+    np.testing.assert_array_equal(pcm(audio), int16(synth.synthesize(TEXT, voice="low-1")))
+    assert not up and not error_logs
