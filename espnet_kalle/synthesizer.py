@@ -26,7 +26,7 @@ from espnet_kalle.lm.generate import iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.ttt import test_time_train
 from espnet_kalle.pretrained import resolve_model_dir
-from espnet_kalle.text import TextError, Tokenizer, split_sentences
+from espnet_kalle.text import TextError, Tokenizer, build_tokenizer, split_sentences
 from espnet_kalle.voice import Voice, load_voice_dir
 
 VoiceLike = Union[None, str, int, Voice]
@@ -86,12 +86,17 @@ class KalleSynthesizer:
         codec = load_flow_vae(root / meta["codec_config"], root / meta["codec_model"], device).prepare_for_inference()
         model.set_codec(codec)
         voices = load_voice_dir(root / meta.get("voices_dir", "voices"))
-        synth = cls(model, codec, Tokenizer.from_config(config), voices, meta.get("name", root.name),
+        synth = cls(model, codec, build_tokenizer(config, root), voices, meta.get("name", root.name),
                     meta.get("default_voice"))
         synth.meta = meta
         synth.model_dir = root
         model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
         return synth
+
+    @property
+    def lm(self) -> KalleLM:
+        """The base next-distribution LM (e.g. ``s.lm.predict_distributions(ids, latents)``)."""
+        return self.model.lm
 
     @property
     def sample_rate(self) -> int:
@@ -237,7 +242,10 @@ class KalleSynthesizer:
         config = self.model.generation_config(temperature=temperature)
         decoder = self.codec.stream_decoder()
         resampler = FrameRateChanger(speed)
+        bos = getattr(self.tokenizer, "bos_id", None)
         for piece in self.model.split_text(torch.tensor(ids)):
+            if voice.prompt_ids is not None and bos is not None and piece.numel() and int(piece[0]) == bos:
+                piece = piece[1:]  # the released wiring: prompt ids (with BOS) + target ids without BOS
             full = piece if voice.prompt_ids is None else torch.cat([voice.prompt_ids, piece])
             with torch.inference_mode():
                 prefix = lm.prefix(full, voice.speaker, voice.prompt_latents)

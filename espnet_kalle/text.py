@@ -1,4 +1,5 @@
-"""Text front end: sentence splitting and ESPnet token-list tokenisation (the way the model was trained).
+"""Text front end: sentence splitting and tokenisation the way the model was trained (an ESPnet token list, or a
+Hugging Face tokenizer for the released model; ``build_tokenizer`` picks from the config).
 
 The tokeniser repeats ESPnet's TTS preprocessing (cleaner -> tokenizer -> token ids) from a train config, so
 inference sees exactly the ids training saw, without importing ESPnet's task machinery (~10 s).
@@ -130,3 +131,53 @@ class Tokenizer:
         if not any(self._speakable(self.token_list[i]) for i in ids):
             raise TextError(f"nothing speakable in {text[:80]!r}: no characters the model knows")
         return ids
+
+
+class HFTokenizer:
+    """Hugging Face tokenizer (the released model's Llama-3 tokenizer), same contract as ``Tokenizer``.
+
+    Ids include the tokenizer's own BOS (the release feeds ``<|begin_of_text|>`` first); ``bos_id`` lets callers
+    drop it from a target text that follows a prompt, as the released inference does.
+    """
+
+    def __init__(self, tokenizer_dir: Any):
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+        self.bos_id = self.tokenizer.bos_token_id
+        self.special_ids = set(self.tokenizer.all_special_ids)
+        vocab = self.tokenizer.get_vocab()
+        self.sentence_end_ids = [vocab[t] for t in (".", "!", "?") if t in vocab]
+
+    def token_id(self, token: str) -> int:
+        """Id of a (special) token; KeyError when the tokenizer does not have it."""
+        vocab = self.tokenizer.get_vocab()
+        if token not in vocab:
+            raise KeyError(f"the tokenizer has no token {token!r}")
+        return int(vocab[token])
+
+    def __call__(self, text: str) -> List[int]:
+        if not text or not text.strip():
+            raise TextError("empty text: nothing to synthesize")
+        ids = list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+        content = [i for i in ids if i not in self.special_ids]
+        if not any(c.isalnum() for c in self.tokenizer.decode(content)):
+            raise TextError(f"nothing speakable in {text[:80]!r}")
+        return ids
+
+
+def build_tokenizer(config: Mapping[str, Any], model_dir: Any = None):
+    """The tokenizer a model config names: ``token_type: hf`` + ``tokenizer_dir`` (relative to the model dir),
+    else the ESPnet token list."""
+    if config.get("token_type") != "hf":
+        return Tokenizer.from_config(config)
+    from pathlib import Path
+
+    path = Path(config.get("tokenizer_dir") or "tokenizer")
+    if not path.is_absolute() and model_dir is not None:
+        path = Path(model_dir) / path
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"Hugging Face tokenizer dir not found: {path} (copy the released Llama-3 tokenizer files there)"
+        )
+    return HFTokenizer(path)

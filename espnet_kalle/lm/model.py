@@ -73,6 +73,18 @@ class KalleLM(nn.Module):
             parts.append(self.audio_linear(prompt_latents))
         return torch.cat(parts, dim=0)
 
+    def predict_distributions(
+        self, input_ids: torch.Tensor, latents: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced (mu, log_sigma) [B, L + F, D] for every position of [embed(input_ids) | audio(latents)].
+
+        ``input_ids`` [B, L] are used as given (include the separator ids yourself); ``latents`` [B, F, D].
+        Position i predicts the latent after it: a plain view of the released model's forward pass, for
+        checking numerics and for scoring.
+        """
+        inputs = torch.cat([self.backbone.embed_tokens(input_ids.long()), self.audio_linear(latents)], dim=1)
+        return self.head(self.backbone(inputs_embeds=inputs).last_hidden_state)
+
     def forward(
         self,
         text: torch.Tensor,

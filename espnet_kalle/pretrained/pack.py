@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -24,15 +24,6 @@ from espnet_kalle.checkpoint import load_weights, save_atomic
 from espnet_kalle.tts.load import read_train_config
 
 PITCH_SENTENCE = "This is my voice, and I like the way it sounds."
-
-
-def _save_weights(src: Path, dst: Path, half: bool) -> None:
-    state = load_weights(src, "model file")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if half:
-        state = {k: v.half() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
-    save_atomic(state, dst)
 
 
 def median_f0(wav: np.ndarray, sample_rate: int) -> float:
@@ -64,29 +55,60 @@ def name_presets(synth, n_voices: int, first_seed: int = 0) -> List["Voice"]:  #
     return voices
 
 
-def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
-         n_voices: int = 6, name: Optional[str] = None, half: bool = False) -> Path:
+LM_CONFIG, LM_MODEL = "lm/config.yaml", "lm/model.pth"
+CODEC_CONFIG, CODEC_MODEL = "codec/config.yaml", "codec/model.pth"
+
+
+def _half(state: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v.half() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
+
+
+def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, Any], codec_config: Dict[str, Any],
+                    codec_state: Dict[str, Any], name: Optional[str] = None, half: bool = False,
+                    extra_meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Write the model-dir layout (model.yaml, lm/, codec/) from in-memory configs and state dicts.
+
+    Shared by ``pack`` (trained ESPnet experiments) and ``kalle-convert-official`` (released weights), so both
+    produce what ``KalleSynthesizer.from_pretrained`` reads. Returns the model.yaml content.
+    """
     out.mkdir(parents=True, exist_ok=True)
+    lm_config = dict(lm_config)
+    lm_config["tts_conf"] = dict(lm_config.get("tts_conf") or {})
+    lm_config["tts_conf"]["codec_config"] = CODEC_CONFIG  # relative to the model dir
+    lm_config["tts_conf"]["codec_file"] = CODEC_MODEL
     (out / "lm").mkdir(exist_ok=True)
     (out / "codec").mkdir(exist_ok=True)
-    config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
-    config.setdefault("tts_conf", {})
-    config["tts_conf"]["codec_config"] = "codec/config.yaml"  # relative to the model dir
-    config["tts_conf"]["codec_file"] = "codec/model.pth"
-    (out / "lm" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    _save_weights(lm_model, out / "lm" / "model.pth", half)
-    shutil.copyfile(codec_config, out / "codec" / "config.yaml")
-    _save_weights(codec_model, out / "codec" / "model.pth", half)
+    (out / LM_CONFIG).write_text(yaml.safe_dump(lm_config, sort_keys=False), encoding="utf-8")
+    save_atomic(_half(lm_state) if half else lm_state, out / LM_MODEL)
+    (out / CODEC_CONFIG).write_text(yaml.safe_dump(codec_config, sort_keys=False), encoding="utf-8")
+    save_atomic(_half(codec_state) if half else codec_state, out / CODEC_MODEL)
     meta = {
         "format": "espnet-kalle/1",
         "name": name or out.name,
-        "lm_config": "lm/config.yaml",
-        "lm_model": "lm/model.pth",
-        "codec_config": "codec/config.yaml",
-        "codec_model": "codec/model.pth",
+        "lm_config": LM_CONFIG,
+        "lm_model": LM_MODEL,
+        "codec_config": CODEC_CONFIG,
+        "codec_model": CODEC_MODEL,
         "voices_dir": "voices",
+        **(extra_meta or {}),
     }
     (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    (out / "voices").mkdir(exist_ok=True)
+    return meta
+
+
+def _read_state(path: Path) -> Dict[str, Any]:
+    state = load_weights(path, "model file")
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    return state
+
+
+def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
+         n_voices: int = 6, name: Optional[str] = None, half: bool = False) -> Path:
+    config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
+    codec_conf = yaml.safe_load(Path(codec_config).read_text(encoding="utf-8"))
+    meta = write_model_dir(out, config, _read_state(lm_model), codec_conf, _read_state(codec_model), name, half)
 
     from espnet_kalle.synthesizer import KalleSynthesizer
 

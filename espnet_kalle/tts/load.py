@@ -28,16 +28,25 @@ def read_train_config(config_path: str | Path) -> Dict[str, Any]:
         if not path.is_absolute():
             path = config_path.parent / path
         config["token_list"] = [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines()]
+    if config.get("token_type") == "hf":  # a Hugging Face tokenizer: the LM config gives the vocabulary size
+        if not isinstance(config.get("vocab_size"), int) or config["vocab_size"] <= 0:
+            raise ValueError(f"{config_path} uses a Hugging Face tokenizer but has no positive vocab_size")
+        return config
     if not config.get("token_list"):
         raise ValueError(f"{config_path} has no token_list")
     return config
+
+
+def vocab_size(config: Dict[str, Any]) -> int:
+    """Text vocabulary size of the LM: the token list, or ``vocab_size`` with a Hugging Face tokenizer."""
+    return int(config["vocab_size"]) if config.get("token_type") == "hf" else len(config["token_list"])
 
 
 def load_kalle(config_path: str | Path, model_path: str | Path, device: str | torch.device = "cpu"
                ) -> Tuple[KallE, Dict[str, Any]]:
     """(model in eval mode, train config). Every parameter must be in the checkpoint (ESPnet's loader is lax)."""
     config = read_train_config(config_path)
-    model = KallE(idim=len(config["token_list"]), odim=int(config["odim"]), **(config.get("tts_conf") or {}))
+    model = KallE(idim=vocab_size(config), odim=int(config["odim"]), **(config.get("tts_conf") or {}))
     state = load_weights(model_path, "kalle model file")
     if isinstance(state, dict) and any(k.startswith("tts.") for k in state):
         state = {k[len("tts."):]: v for k, v in state.items() if k.startswith("tts.")}

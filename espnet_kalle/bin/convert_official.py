@@ -1,0 +1,113 @@
+"""kalle-convert-official: turn the released KALL-E weights into a model dir every entry point of ours loads.
+
+    kalle-convert-official --flowvae flowvae.pt --flowvae-config config.json --lm model.pt \
+        --tokenizer Llama-3-tokenizer-dir --out exp/kalle-official
+
+The released LM has no speaker encoder: voices come from prompts (``synth.clone(wav, transcript)``), and the
+model.yaml says so. Without ``--tokenizer`` the separator ids are the release's (128263, 128260) and the
+tokenizer files must be copied to ``OUT/tokenizer`` before loading.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from espnet_kalle.checkpoint import load_weights
+from espnet_kalle.compat.official import (
+    LLAMA32_1B,
+    RELEASE_GENERATION,
+    RELEASE_SEP_IDS,
+    RELEASE_SEP_TOKENS,
+    ConversionError,
+    convert_flow_vae,
+    convert_lm,
+)
+from espnet_kalle.pretrained.pack import write_model_dir
+
+TOKENIZER_DIR = "tokenizer"
+
+
+def separator_ids(tokenizer_dir: Optional[Path]) -> List[int]:
+    """<|SPEECH_UNDERSTANDING_END|>, <|SPEECH_GENERATION_START|> ids: from the tokenizer when given."""
+    if tokenizer_dir is None:
+        return list(RELEASE_SEP_IDS)
+    from espnet_kalle.text import HFTokenizer
+
+    tokenizer = HFTokenizer(tokenizer_dir)
+    try:
+        return [tokenizer.token_id(t) for t in RELEASE_SEP_TOKENS]
+    except KeyError as exc:
+        raise ConversionError(f"{tokenizer_dir}: {exc.args[0]} (not the released KALL-E tokenizer?)") from exc
+
+
+def convert(flowvae: Path, flowvae_config: Path, lm: Path, out: Path, tokenizer: Optional[Path] = None,
+            name: Optional[str] = None, residual_dilations: Optional[Sequence[int]] = None,
+            lookahead_frames: int = 0, head_dim: int = LLAMA32_1B["head_dim"], half: bool = False) -> Path:
+    """Convert and write the model dir; raises ``ConversionError`` naming every mismatching tensor."""
+    release_config: Dict[str, Any] = json.loads(Path(flowvae_config).read_text(encoding="utf-8"))
+    codec_params, codec_state = convert_flow_vae(
+        release_config, load_weights(flowvae, "Flow-VAE checkpoint"),
+        residual_dilations=residual_dilations, lookahead_frames=lookahead_frames,
+    )
+    sep_ids = separator_ids(tokenizer)
+    lm_info, lm_state = convert_lm(load_weights(lm, "LM checkpoint"), head_dim=head_dim, sep_token_ids=sep_ids)
+    sample_rate = codec_params.pop("sample_rate")
+    codec_config = {"codec": "flow_vae", "codec_conf": {"sampling_rate": sample_rate,
+                                                        "generator_params": codec_params}}
+    lm_config = {
+        "tts": "kalle",
+        "token_type": "hf",
+        "tokenizer_dir": TOKENIZER_DIR,  # relative to the model dir
+        "vocab_size": lm_info["vocab_size"],
+        "odim": 2 * lm_info["latent_dim"],
+        "tts_conf": {
+            "latent_dim": lm_info["latent_dim"],
+            "sample_rate": sample_rate,
+            "lm_conf": lm_info["lm_conf"],
+            "generation_conf": dict(RELEASE_GENERATION),
+        },
+    }
+    if lm_info["latent_dim"] != codec_params["latent_dim"]:
+        raise ConversionError(
+            f"the LM works on {lm_info['latent_dim']}-d latents, the Flow-VAE makes {codec_params['latent_dim']}-d ones"
+        )
+    meta = {"source": "official KALL-E release", "speaker_encoder": False,
+            "voices": "from prompts: clone a recording with its transcript (no preset voices)"}
+    out = Path(out)
+    codec_state = {f"codec.generator.{k}": v for k, v in codec_state.items()}  # as an ESPnet codec model file
+    write_model_dir(out, lm_config, lm_state, codec_config, codec_state, name or out.name, half, meta)
+    if tokenizer is not None:
+        if (out / TOKENIZER_DIR).exists():
+            shutil.rmtree(out / TOKENIZER_DIR)
+        shutil.copytree(tokenizer, out / TOKENIZER_DIR)
+    return out
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--flowvae", type=Path, required=True, help="released flowvae.pt ({'generator': ...})")
+    parser.add_argument("--flowvae-config", type=Path, required=True, help="released Flow-VAE JSON config")
+    parser.add_argument("--lm", type=Path, required=True, help="released model.pt (LM state dict)")
+    parser.add_argument("--tokenizer", type=Path, default=None, help="released Llama-3 tokenizer dir (copied)")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--name", default=None)
+    parser.add_argument("--residual-dilations", type=int, nargs="+", default=None,
+                        help="encoder residual-unit dilations (not visible in the checkpoint; default 1 3 9 1 3 9)")
+    parser.add_argument("--lookahead-frames", type=int, default=0, help="decoder conv_pre lookahead (guess: 0)")
+    parser.add_argument("--head-dim", type=int, default=LLAMA32_1B["head_dim"])
+    parser.add_argument("--half", action="store_true", help="store all weights as float16 (they load as float32)")
+    args = parser.parse_args(argv)
+    try:
+        out = convert(args.flowvae, args.flowvae_config, args.lm, args.out, args.tokenizer, args.name,
+                      args.residual_dilations, args.lookahead_frames, args.head_dim, args.half)
+    except (ValueError, FileNotFoundError) as exc:  # ConversionError, unreadable checkpoints
+        parser.exit(2, f"kalle-convert-official: error: {exc}\n")
+    print(f"converted model dir: {out}")
+
+
+if __name__ == "__main__":
+    main()
