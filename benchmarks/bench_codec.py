@@ -89,7 +89,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, {args.frames} frames "
           f"({args.frames * 0.08:.2f} s), median of {args.repeats}")  # fmt: skip
     rows = {name: bench(name, args.frames, args.repeats) for name in HEADS}
-    print(f"\n| head | params (M) | offline RTF | streaming RTF | first chunk (ms) | stream vs offline max |diff| |")
+    print("\n| head | params (M) | offline RTF | streaming RTF | first chunk (ms) | stream vs offline max |diff| |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
         print(f"| {name} | {r['params']:.2f} | {r['offline_rtf']:.3f} | {r['stream_rtf']:.3f} | "

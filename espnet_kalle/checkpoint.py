@@ -27,3 +27,26 @@ def load_weights(path: str | Path, what: str = "checkpoint") -> Any:
     except Exception as exc:  # noqa: BLE001 - truncated/foreign files raise many exception types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{path} is not a readable {what}: {first}") from exc
+
+
+def load_strict(model: torch.nn.Module, state: dict, source: str, target: str) -> None:
+    """Load ``state`` into ``model`` only if names and shapes match exactly; otherwise say what differs.
+
+    ESPnet itself loads with strict=False, so a config/checkpoint mismatch would otherwise decode noise silently.
+    """
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{source} does not match {target}: "
+            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    bad_shapes = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
+    if bad_shapes:
+        k = bad_shapes[0]
+        raise ValueError(
+            f"{source}: {len(bad_shapes)} tensors differ in shape from {target}, "
+            f"e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
+        )
+    model.load_state_dict(state, strict=True)

@@ -17,7 +17,7 @@ segment of that many samples, as ESPnet/HiFi-GAN codec training does.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 

@@ -13,6 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
+from espnet_kalle.checkpoint import load_strict
 from espnet_kalle.codec.flow_vae import FlowVAE
 
 CODEC_NAME = "flow_vae"
@@ -89,20 +90,5 @@ def load_flow_vae(
     config = _read_config(config_path)
     model = FlowVAE(**generator_kwargs(config.get("codec_conf")))
     state = _generator_state(_read_state_dict(model_path), model_path)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{model_path} does not match the Flow-VAE of {config_path}: "
-            f"{len(missing)} missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
-    bad_shapes = [k for k, v in state.items() if tuple(v.shape) != tuple(expected[k].shape)]
-    if bad_shapes:
-        k = bad_shapes[0]
-        raise ValueError(
-            f"{model_path}: {len(bad_shapes)} tensors differ in shape from {config_path}'s Flow-VAE, "
-            f"e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-        )
-    model.load_state_dict(state, strict=True)
+    load_strict(model, state, str(model_path), f"the Flow-VAE of {config_path}")
     return model.to(device).eval()

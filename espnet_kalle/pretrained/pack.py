@@ -22,6 +22,7 @@ import yaml
 
 from espnet_kalle.checkpoint import load_weights, save_atomic
 from espnet_kalle.tts.load import read_train_config
+from espnet_kalle.voice import Voice
 
 PITCH_SENTENCE = "This is my voice, and I like the way it sounds."
 
@@ -34,7 +35,7 @@ def median_f0(wav: np.ndarray, sample_rate: int) -> float:
     return float(np.median(voiced)) if voiced.size else 0.0
 
 
-def name_presets(synth, n_voices: int, first_seed: int = 0) -> List["Voice"]:  # noqa: F821
+def name_presets(synth, n_voices: int, first_seed: int = 0) -> List[Voice]:
     """Draw n voices by seed and name them by pitch band (the user's first question about a voice)."""
     measured = []
     for seed in range(first_seed, first_seed + n_voices):

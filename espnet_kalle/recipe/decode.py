@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from espnet_kalle.recipe.format_data import read_kaldi_map, write_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
 
 DEFAULT_CONFIG = {
     "systems": {"presets": "all", "clone": True, "ttt": True},

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -27,29 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from espnet_kalle.audio import AudioError, resample, save_audio
-
-
-def read_kaldi_map(path: Path) -> "OrderedDict[str, str]":
-    """``key value...`` lines -> {key: rest of line} (Kaldi text/utt2spk/wav.scp)."""
-    out: "OrderedDict[str, str]" = OrderedDict()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=1)
-            if parts[0] in out:
-                raise ValueError(f"{path}:{lineno}: duplicate key {parts[0]!r}")
-            out[parts[0]] = parts[1] if len(parts) > 1 else ""
-    return out
-
-
-def write_kaldi_map(path: Path, items: Dict[str, str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for key in sorted(items):  # Kaldi data dirs are sorted (LC_ALL=C byte order)
-            f.write(f"{key} {items[key]}\n")
-    os.replace(tmp, path)
+from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
 
 
 def read_source(spec: str) -> tuple[np.ndarray, int]:

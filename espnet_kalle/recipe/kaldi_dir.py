@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from espnet_kalle.kaldi_io import read_kaldi_map
+
 FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -69,9 +71,9 @@ def read_data_dir(data_dir: str | Path) -> list[Utterance]:
     """Read a data dir back (for tests and later stages); raises if the four files disagree."""
     validate_data_dir(data_dir)
     d = Path(data_dir)
-    wavs = _read_map(d / "wav.scp")
-    texts = _read_map(d / "text")
-    spks = _read_map(d / "utt2spk")
+    wavs = read_kaldi_map(d / "wav.scp")
+    texts = read_kaldi_map(d / "text")
+    spks = read_kaldi_map(d / "utt2spk")
     return [Utterance(u, spks[u], wavs[u], texts[u]) for u in wavs]
 
 
@@ -91,7 +93,7 @@ def validate_data_dir(data_dir: str | Path) -> None:
         ids[name] = keys
     if not (ids["wav.scp"] == ids["text"] == ids["utt2spk"]):
         raise ValueError(f"{d}: wav.scp, text and utt2spk list different utterances")
-    utt2spk = _read_map(d / "utt2spk")
+    utt2spk = read_kaldi_map(d / "utt2spk")
     spk2utt = {line.split()[0]: line.split()[1:] for line in _lines(d / "spk2utt")}
     if list(spk2utt) != sorted(spk2utt):
         raise ValueError(f"{d / 'spk2utt'} is not sorted by speaker id")
@@ -127,11 +129,3 @@ def _write_lines(path: Path, lines: Iterable[str]) -> None:
 
 def _lines(path: Path) -> list[str]:
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _read_map(path: Path) -> dict[str, str]:
-    out = {}
-    for line in _lines(path):
-        key, _, value = line.partition(" ")
-        out[key] = value.strip()
-    return out

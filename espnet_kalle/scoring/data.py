@@ -12,24 +12,10 @@ from pathlib import Path
 from typing import Dict, List, Optional, Union
 
 from espnet_kalle.audio import read_wav_scp
+from espnet_kalle.kaldi_io import read_kaldi_map
 from espnet_kalle.scoring.rtf import Timing, read_rtf_file
 
 PathLike = Union[str, Path]
-
-
-def read_kaldi_map(path: PathLike) -> Dict[str, str]:
-    """``key value...`` lines -> {key: value} (value may contain spaces, e.g. ``text``; empty value allowed)."""
-    out: Dict[str, str] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=1)
-            if parts[0] in out:
-                raise ValueError(f"{path}:{lineno}: duplicate key {parts[0]!r}")
-            out[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
-    return out
 
 
 def _resolve(wav_path: str, base: Path) -> str:

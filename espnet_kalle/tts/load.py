@@ -8,7 +8,7 @@ from typing import Any, Dict, Tuple
 import torch
 import yaml
 
-from espnet_kalle.checkpoint import load_weights
+from espnet_kalle.checkpoint import load_strict, load_weights
 from espnet_kalle.tts.kalle import KallE
 
 
@@ -50,13 +50,5 @@ def load_kalle(config_path: str | Path, model_path: str | Path, device: str | to
     state = load_weights(model_path, "kalle model file")
     if isinstance(state, dict) and any(k.startswith("tts.") for k in state):
         state = {k[len("tts."):]: v for k, v in state.items() if k.startswith("tts.")}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{model_path} does not match {config_path}: {len(missing)} missing (e.g. {missing[:3]}), "
-            f"{len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
-    model.load_state_dict(state)
+    load_strict(model, state, str(model_path), str(config_path))
     return model.to(device).eval(), config

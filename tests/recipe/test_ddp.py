@@ -12,13 +12,11 @@ The check: one SGD step of the 2-rank run (one utterance per rank) gives exactly
 the whole batch of two, which holds only if the gradients were averaged across processes.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import yaml
 
