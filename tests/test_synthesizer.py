@@ -1,6 +1,7 @@
 """KalleSynthesizer on packed model dirs: loading, voices, determinism, streaming, cloning, TTT, bad input."""
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,19 +21,9 @@ def synth(tiny_model_dir):
 
 
 @pytest.fixture(scope="module")
-def prompt_wav(tmp_path_factory):
-    """Three seconds of a real recording (the shared prompt 70.wav is 6 s; any speech-like audio works)."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "prompts" / "70.wav"
-    out = tmp_path_factory.mktemp("prompt") / "prompt.wav"
-    if path.is_file():
-        wav, sr = sf.read(path, dtype="float32")
-        sf.write(out, wav[: 3 * sr], sr)
-    else:  # a harmonic tone stands in when shared/ is not beside the repo
-        t = np.arange(3 * 16000) / 16000
-        sf.write(out, (0.3 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) ** 2).astype(np.float32), 16000)
-    return out
+def prompt_wav():
+    """Three seconds of a real recording (the start of shared/reference/prompts/70.wav), 16 kHz 16-bit."""
+    return Path(__file__).resolve().parent / "data" / "prompt_70_3s.wav"
 
 
 def test_loads_model_dir_with_voices(synth):

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TUNING = ROOT / "egs/kalle/tts1/conf/tuning"
-RELEASE = Path("/work/shared/reference/official_kalle/flowvae_config.json")
+RELEASE = Path(__file__).resolve().parents[1] / "data" / "official_kalle" / "flowvae_config.json"  # copied from shared/reference
 RELEASE_GENERATOR = dict(n_tensors=1136, n_values=204_437_206)  # flowvae_state_dict.tsv of the release
 
 
@@ -45,21 +45,20 @@ def test_mini_istft_config_builds_and_trains_one_step(tmp_path):
 def test_paper_config_matches_the_release(tmp_path):
     args = parse(TUNING / "train_flowvae_paper.yaml", tmp_path)
     conf = args.codec_conf
-    if RELEASE.exists():
-        release = json.loads(RELEASE.read_text())
-        gen, dec = conf["generator_params"], conf["generator_params"]["decoder_conf"]
-        for key in ("latent_dim", "downsample_rates", "downsample_channels", "flow_hidden_channels"):
-            assert gen[key] == release[key], key
-        for key in ("upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
-                    "resblock_dilation_sizes", "snake_logscale"):
-            assert dec[key] == release[key], key
-        disc = conf["discriminator_params"]
-        assert disc["periods"] == release["mpd_reshapes"] and disc["resolutions"] == release["resolutions"]
-        assert disc["channel_mult"] == release["discriminator_channel_mult"]
-        mel = conf["mel_loss_params"]
-        assert (mel["n_mels"], mel["n_fft"], mel["hop_length"], mel["win_length"]) == (
-            release["num_mels"], release["n_fft"], release["hop_size"], release["win_size"])
-        assert conf["sampling_rate"] == release["sampling_rate"]
+    release = json.loads(RELEASE.read_text())
+    gen, dec = conf["generator_params"], conf["generator_params"]["decoder_conf"]
+    for key in ("latent_dim", "downsample_rates", "downsample_channels", "flow_hidden_channels"):
+        assert gen[key] == release[key], key
+    for key in ("upsample_rates", "upsample_kernel_sizes", "upsample_initial_channel", "resblock_kernel_sizes",
+                "resblock_dilation_sizes", "snake_logscale"):
+        assert dec[key] == release[key], key
+    disc = conf["discriminator_params"]
+    assert disc["periods"] == release["mpd_reshapes"] and disc["resolutions"] == release["resolutions"]
+    assert disc["channel_mult"] == release["discriminator_channel_mult"]
+    mel = conf["mel_loss_params"]
+    assert (mel["n_mels"], mel["n_fft"], mel["hop_length"], mel["win_length"]) == (
+        release["num_mels"], release["n_fft"], release["hop_size"], release["win_size"])
+    assert conf["sampling_rate"] == release["sampling_rate"]
 
     from espnet_kalle.codec import FlowVAE
     from espnet_kalle.codec.load import generator_kwargs
