@@ -339,3 +339,29 @@ def test_clone_and_synthesize_with_the_released_wiring(synth, monkeypatch):
     target = synth.tokenizer("we speak now .")
     assert seen == [voice.prompt_ids.tolist() + target[1:]]  # BOS dropped from the target after a prompt
     assert wav.dtype == np.float32 and 0 < wav.size <= 6 * 1280 and np.isfinite(wav).all()
+
+
+def test_kalle_tts_speaks_with_a_converted_dir_from_a_prompt(release, tmp_path, capsys):
+    """The CLI (and every entry point built on from_pretrained) loads a converted dir; voices come from prompts."""
+    import shutil
+
+    import soundfile as sf
+    import yaml
+
+    from espnet_kalle.bin.tts import main as tts_main
+
+    model_dir = tmp_path / "converted"
+    shutil.copytree(release["out"], model_dir)
+    config_path = model_dir / "lm" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["tts_conf"]["generation_conf"]["max_frames"] = 6  # random weights never reach the end distribution
+    config_path.write_text(yaml.safe_dump(config))
+    t = np.arange(2 * 16000) / 16000
+    prompt = tmp_path / "prompt.wav"
+    sf.write(prompt, (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
+    out = tmp_path / "out.wav"
+    code = tts_main(["we speak now .", "-o", str(out), "--model", str(model_dir), "--prompt-wav", str(prompt),
+                     "--prompt-text", "hello world this is a test"])
+    assert code == 0, capsys.readouterr().err
+    wav, sr = sf.read(out)
+    assert sr == 16000 and 0 < wav.size <= 6 * 1280
