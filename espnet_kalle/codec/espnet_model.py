@@ -7,6 +7,8 @@ first unless ``--generator_first true``); each turn calls ``forward`` and steps 
 Generator loss = lambda_mel * mel L1 + lambda_kl * flow KL + lambda_adv * LSGAN + lambda_feat_match * FM.
 ``adv_warmup_steps`` trains on mel + KL only for the first N generator updates (the discriminator idles), because
 GAN terms only help once reconstruction is roughly right, which on CPU budgets is most of a short run.
+``kl_warmup_steps`` ramps lambda_kl linearly from 0 over the first N generator updates: with the full weight from
+step 0 the posterior can collapse onto the prior before the decoder learns to use it (seen on CPU runs).
 
 Padded batches: ``ESPnetGANCodecModel`` forwards only ``audio``, not ``audio_lengths``, so lengths are recovered
 from the collator's zero padding (trailing exact zeros; trailing digital silence is then treated as padding,
@@ -66,6 +68,7 @@ class FlowVAECodec(AbsGANCodec):
         lambda_adv: float = 1.0,
         lambda_feat_match: float = 2.0,
         adv_warmup_steps: int = 0,
+        kl_warmup_steps: int = 0,
         segment_length: Optional[int] = None,
         cache_generator_outputs: bool = True,
         sample_on_decode: bool = False,
@@ -84,6 +87,7 @@ class FlowVAECodec(AbsGANCodec):
         self.lambda_mel, self.lambda_kl = lambda_mel, lambda_kl
         self.lambda_adv, self.lambda_feat_match = lambda_adv, lambda_feat_match
         self.adv_warmup_steps = adv_warmup_steps
+        self.kl_warmup_steps = kl_warmup_steps
         if segment_length is not None and segment_length <= 0:
             segment_length = None
         self.segment_length = segment_length
@@ -105,6 +109,13 @@ class FlowVAECodec(AbsGANCodec):
             "continuous": True,
             "decoder_type": self.generator.decoder_type,
         }
+
+    @property
+    def kl_weight(self) -> float:
+        """lambda_kl, ramped linearly over the first ``kl_warmup_steps`` generator updates."""
+        if self.kl_warmup_steps <= 0:
+            return self.lambda_kl
+        return self.lambda_kl * min(1.0, int(self.num_updates) / self.kl_warmup_steps)
 
     @property
     def adversarial(self) -> bool:
@@ -164,7 +175,7 @@ class FlowVAECodec(AbsGANCodec):
         adversarial = self.adversarial
         wav, wav_hat, sample_mask, kl = self._generate(audio, audio_lengths, store=adversarial)
         mel_loss = self.mel_loss(wav_hat, wav, sample_mask)
-        loss = self.lambda_mel * mel_loss + self.lambda_kl * kl
+        loss = self.lambda_mel * mel_loss + self.kl_weight * kl
         stats: Dict[str, Any] = dict(mel_loss=mel_loss.item(), kl_loss=kl.item(), adv_loss=None, feat_match_loss=None)
         if adversarial:
             fake = self.discriminator(wav_hat)

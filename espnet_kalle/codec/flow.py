@@ -94,14 +94,22 @@ class ResidualCouplingFlow(nn.Module):
 
 
 def flow_kl(
-    z: torch.Tensor, z_p: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, mask: Optional[torch.Tensor] = None
+    z: torch.Tensor,
+    z_p: torch.Tensor,
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    mask: Optional[torch.Tensor] = None,
+    noise: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """Single-sample estimate of KL(q(z|x) || p(z)) summed over channels, averaged over valid frames.
 
     log q(z|x) - log p(z) = [-log_sigma - (z - mu)^2 / (2 sigma^2)] - [-z_p^2 / 2]  (the log(2 pi) terms cancel).
+    Pass the reparameterisation ``noise`` (z = mu + sigma * noise) when known: (z - mu) / sigma is then exactly
+    ``noise``, where recomputing it cancels catastrophically once sigma gets tiny (and turns the loss into NaN).
     """
     if mask is None:
         mask = z.new_ones(z.shape[0], 1, z.shape[-1])
-    per_elem = -log_sigma - 0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 + 0.5 * z_p**2
+    if noise is None:
+        noise = (z - mu) * torch.exp(-log_sigma)
+    per_elem = -log_sigma - 0.5 * noise**2 + 0.5 * z_p**2
     return (per_elem * mask).sum() / mask.sum().clamp(min=1)
-

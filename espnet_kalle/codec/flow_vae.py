@@ -83,7 +83,8 @@ class FlowVAE(nn.Module):
         ``frame_mask`` [B, 1, F] marks valid latent frames of padded batches.
         """
         mu, log_sigma = self.encode(wav)
-        z = self.sample(mu, log_sigma)
+        noise = torch.randn_like(mu)
+        z = mu + noise * log_sigma.exp()
         z_p = self.flow(z, frame_mask)
         wav_hat = self.decode(z)
         return {
@@ -92,7 +93,7 @@ class FlowVAE(nn.Module):
             "log_sigma": log_sigma,
             "z": z,
             "z_p": z_p,
-            "kl": flow_kl(z, z_p, mu, log_sigma, frame_mask),
+            "kl": flow_kl(z, z_p, mu, log_sigma, frame_mask, noise),
         }
 
     def prepare_for_inference(self) -> "FlowVAE":

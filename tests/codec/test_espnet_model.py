@@ -87,6 +87,32 @@ def test_adversarial_warmup_then_gan():
     assert model(x, forward_generator=True)["stats"]["adv_loss"] is not None
 
 
+def test_kl_weight_ramps_over_the_warmup():
+    model = codec(lambda_kl=2.0, kl_warmup_steps=4, adv_warmup_steps=100)
+    x = audio()
+    weights = []
+    for _ in range(6):
+        weights.append(model.kl_weight)
+        g = model(x, forward_generator=True)["stats"]
+        expected = 45 * g["mel_loss"].item() + weights[-1] * g["kl_loss"].item()
+        assert g["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert weights == [0.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+def test_kl_stays_finite_when_the_posterior_is_nearly_deterministic():
+    """(z - mu) / sigma recomputed from z cancels catastrophically for tiny sigma; the sampled noise does not."""
+    from espnet_kalle.codec.flow import flow_kl
+
+    mu = torch.full((1, 4, 3), 3.0)
+    log_sigma = torch.full((1, 4, 3), -40.0)
+    noise = torch.randn(1, 4, 3)
+    z = mu + noise * log_sigma.exp()
+    kl = flow_kl(z, z, mu, log_sigma, noise=noise)
+    assert torch.isfinite(kl)
+    expected = (40.0 - 0.5 * noise**2 + 0.5 * z**2).sum() / 3
+    assert kl.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
 def test_eval_does_not_advance_warmup():
     model = codec(adv_warmup_steps=1).eval()
     with torch.no_grad():
