@@ -22,11 +22,8 @@ CODEC_PARAMS = dict(latent_dim=LATENT, downsample_channels=[4, 4, 4, 4, 4, 4, 8]
                     decoder_conf=dict(dim=16, intermediate_dim=32, num_layers=1))
 
 
-def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 3, max_frames: int = 30) -> Path:
-    """Write ESPnet-style experiment files for a random LM and codec, then pack them like the recipe does."""
-    from espnet_kalle.pretrained.pack import pack
-
-    root.mkdir(parents=True, exist_ok=True)
+def write_tiny_codec(root: Path) -> tuple[Path, Path]:
+    """A random Flow-VAE saved the way an ESPnet codec experiment is (config.yaml + model .pth)."""
     torch.manual_seed(0)
     codec = FlowVAE(**CODEC_PARAMS)
     codec_config = root / "codec_config.yaml"
@@ -34,6 +31,15 @@ def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 
                                                                                "generator_params": CODEC_PARAMS}}))
     codec_model = root / "codec.pth"
     torch.save({f"codec.generator.{k}": v for k, v in codec.state_dict().items()}, codec_model)
+    return codec_config, codec_model
+
+
+def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 3, max_frames: int = 30) -> Path:
+    """Write ESPnet-style experiment files for a random LM and codec, then pack them like the recipe does."""
+    from espnet_kalle.pretrained.pack import pack
+
+    root.mkdir(parents=True, exist_ok=True)
+    codec_config, codec_model = write_tiny_codec(root)
 
     tts_conf = {
         "latent_dim": LATENT,

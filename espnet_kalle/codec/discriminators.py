@@ -33,6 +33,17 @@ def _norm(use_spectral_norm: bool):
     return spectral_norm if use_spectral_norm else weight_norm
 
 
+
+def conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module) -> DiscriminatorOutput:
+    """Leaky-ReLU conv layers, then the output conv; every activation is kept for feature matching."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        feats.append(x)
+    x = conv_post(x)
+    feats.append(x)
+    return x.flatten(1), feats
+
 class PeriodDiscriminator(nn.Module):
     """Strided (k, 1) 2-D convs over the waveform folded with period ``period``."""
 
@@ -63,14 +74,7 @@ class PeriodDiscriminator(nn.Module):
             extra = self.period - length % self.period
             # reflect needs extra < length; fall back to zeros for very short inputs
             wav = F.pad(wav, (0, extra), "reflect" if extra < length else "constant")
-        x = wav.view(batch, channels, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.conv_post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(wav.view(batch, channels, -1, self.period), self.convs, self.conv_post)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -114,14 +118,7 @@ class ResolutionDiscriminator(nn.Module):
         return mag.transpose(1, 2).unsqueeze(1)
 
     def forward(self, wav: torch.Tensor) -> DiscriminatorOutput:
-        x = self.spectrogram(wav)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.conv_post(x)
-        feats.append(x)
-        return x.flatten(1), feats
+        return conv_stack(self.spectrogram(wav), self.convs, self.conv_post)
 
 
 class MultiPeriodDiscriminator(nn.Module):

@@ -11,27 +11,11 @@ import pytest
 import torch
 import yaml
 
-from espnet_kalle.codec import FlowVAE
+from model_factory import LATENT, write_tiny_codec
 
-LATENT = 8
 MEL = 8 * 80  # 8 log-mel frames of 80 bins per 80 ms latent frame
 TEXTS = ["hello world.", "a cat sat.", "speech is fun!", "we test kalle.", "one two three.", "good day."]
 TOKENS = ["<blank>", "<unk>"] + sorted(set("".join(TEXTS))) + ["<sos/eos>"]
-
-
-def write_codec(root: Path) -> tuple[Path, Path]:
-    """A tiny random Flow-VAE saved the way an ESPnet codec experiment is (config.yaml + model .pth)."""
-    params = dict(latent_dim=LATENT, downsample_channels=[4, 4, 4, 4, 4, 4, 8], residual_dilations=[1],
-                  flow_hidden_channels=8, flow_layers=1, flow_couplings=1, decoder_type="istft",
-                  decoder_conf=dict(dim=16, intermediate_dim=32, num_layers=1))
-    torch.manual_seed(0)
-    codec = FlowVAE(**params)
-    config = root / "codec_config.yaml"
-    config.write_text(yaml.safe_dump({"codec": "flow_vae", "codec_conf": {"sampling_rate": 16000,
-                                                                         "generator_params": params}}))
-    model = root / "codec.pth"
-    torch.save({f"codec.generator.{k}": v for k, v in codec.state_dict().items()}, model)
-    return config, model
 
 
 def write_data(root: Path) -> None:
@@ -104,7 +88,7 @@ def run_tts_train(root: Path, config: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("kalle")
-    codec_config, codec_model = write_codec(root)
+    codec_config, codec_model = write_tiny_codec(root)
     write_data(root)
     config = tts_config(root, codec_config, codec_model)
     stats = root / "exp" / "stats"
