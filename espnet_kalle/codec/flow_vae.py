@@ -27,6 +27,7 @@ class FlowVAE(nn.Module):
         downsample_rates: Sequence[int] = (2, 2, 4, 4, 4, 5),
         downsample_channels: Sequence[int] = (12, 24, 48, 96, 192, 384, 768),
         residual_dilations: Sequence[int] = (1, 3, 9, 1, 3, 9),
+        init_log_sigma: float = -3.0,
         flow_hidden_channels: int = 512,
         flow_kernel_size: int = 5,
         flow_layers: int = 4,
@@ -39,7 +40,9 @@ class FlowVAE(nn.Module):
             raise ValueError(f"decoder_type must be one of {sorted(DECODERS)}, got {decoder_type!r}")
         self.sample_rate = sample_rate
         self.latent_dim = latent_dim
-        self.encoder = PosteriorEncoder(latent_dim, downsample_rates, downsample_channels, residual_dilations)
+        self.encoder = PosteriorEncoder(
+            latent_dim, downsample_rates, downsample_channels, residual_dilations, init_log_sigma
+        )
         self.flow = ResidualCouplingFlow(
             latent_dim, flow_hidden_channels, flow_kernel_size, 1, flow_layers, flow_couplings
         )

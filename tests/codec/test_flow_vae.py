@@ -57,6 +57,15 @@ def test_shapes_and_hop(decoder_type, latent_dim, rates):
         assert torch.isfinite(wav).all()
 
 
+def test_posterior_starts_narrow_so_the_decoder_sees_the_signal():
+    model = tiny()
+    _, log_sigma = model.encode(0.1 * torch.randn(1, 1, 1280 * 4))
+    assert abs(log_sigma.mean().item() - (-3.0)) < 0.5
+    wider = FlowVAE(latent_dim=8, downsample_channels=(4,) + (8,) * 6, residual_dilations=(1,), init_log_sigma=-1.0,
+                    decoder_type="istft", decoder_conf=HEADS["istft"])
+    assert wider.encode(torch.zeros(1, 1, 1280))[1].mean().item() == pytest.approx(-1.0, abs=0.5)
+
+
 def test_paper_size_builds_with_release_shapes():
     """The default config is the paper's: 512-dim latent, 12.5 Hz, BigVGAN from 1536 channels."""
     model = FlowVAE()
