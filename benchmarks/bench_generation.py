@@ -42,7 +42,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     model = build_lm()
     n_params = sum(p.numel() for p in model.parameters())
-    frames_per_second(model, 5, True)  # warm-up
+    # Warm-up over every sequence length used below: oneDNN builds kernels per new shape on first use, which
+    # would otherwise be charged to whichever path meets a length first (the recompute path sees a new one per step).
+    longest = int(round(max(args.seconds) * 12.5))
+    frames_per_second(model, longest, True)
+    frames_per_second(model, longest, False)
     print(f"LM parameters: {n_params / 1e6:.1f}M, threads: {args.threads}")
     print(f"{'audio (s)':>9} {'frames':>6} {'cached fr/s':>11} {'recompute fr/s':>14} {'speed-up':>8} {'RTF cached':>10}")
     for seconds in args.seconds:

@@ -1,4 +1,5 @@
-"""Autoregressive generation of latent frames: sample z_t ~ N(mu_t, tau * sigma_t), feed it back, stop near N_end.
+"""Autoregressive generation of latent frames: the model's head draws the next frame(s), which are fed back, until it
+says stop (KALL-E: sample z_t ~ N(mu_t, tau * sigma_t), stop near N_end; MELLE / SLED heads: a stop classifier).
 
 One loop serves everything: KV-cached (default) or full-prefix recompute (the release's way, kept as a reference),
 batches with per-item stopping (prefixes left-padded and masked), optional classifier-free guidance, and a
@@ -22,12 +23,13 @@ from espnet_kalle.lm.next_distribution import EndDistribution
 @dataclass
 class GenerationConfig:
     temperature: float = 1.0  # scales sigma
-    stop_threshold: float = 0.5  # stop when KL(p_t || N_end) / D falls below this
+    stop_threshold: float = 0.5  # gaussian_kl: stop when KL(p_t || N_end) / D falls below this
+    stop_probability: float = 0.5  # heads with a stop classifier (melle, energy_distance): stop above this
     min_frames: int = 4  # the release stops only after more than 3 frames
     max_frames: int = 1000
     minlenratio: float = 0.0  # frames per text token (0: no text-derived minimum)
     maxlenratio: float = 0.0  # frames per text token (0: only max_frames)
-    guidance_weight: float = 0.0  # classifier-free guidance on the mean; 0 = off (the paper)
+    guidance_weight: float = 0.0  # classifier-free guidance (mean: gaussian_kl; hidden state: others); 0 = off
     use_cache: bool = True
     end: EndDistribution = field(default_factory=EndDistribution)
 
@@ -69,10 +71,12 @@ def iter_generate(
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (z [B, D], emitted [B] bool) once per step until every item has stopped.
+    """Yield (z [B, D], emitted [B] bool) once per frame until every item has stopped.
 
     ``prefixes`` are ``model.prefix(...)`` embeddings; ``unconditional_prefixes`` (same items without text) are
     needed when ``config.guidance_weight`` > 0. A stopped item's rows are still computed but not emitted.
+    The head (``model.head``) decides stop and draws the frames of a step; a head with r frames per step (MELLE's
+    reduction factor) yields r frames per LM step, so frame counts (min/max) may overshoot by up to r - 1.
     """
     batch = len(prefixes)
     guided = config.guidance_weight > 0
@@ -87,8 +91,9 @@ def iter_generate(
             f"a prefix of {max(p.shape[0] for p in prefixes)} positions fills the model's {model.max_positions}:"
             " split the text into sentences"
         )
+    head, r = model.head, model.frames_per_step
     min_frames = torch.tensor([lo for lo, _ in limits])
-    max_frames = torch.tensor([min(hi, r) for (_, hi), r in zip(limits, room)])
+    max_frames = torch.tensor([min(hi, n * r) for (_, hi), n in zip(limits, room)])
 
     inputs, mask = _left_pad(list(prefixes) + list(unconditional_prefixes or []) if guided else list(prefixes))
     positions = (mask.cumsum(1) - 1).clamp(min=0)
@@ -97,23 +102,24 @@ def iter_generate(
     active = torch.ones(batch, dtype=torch.bool)
     n_done = 0  # frames generated so far
     while True:
-        mu, log_sigma = model.head(hidden)
-        if guided:
-            mu = mu[:batch] + config.guidance_weight * (mu[:batch] - mu[batch:])
-            log_sigma = log_sigma[:batch]
-        stop_stat = config.end.kl_from(mu, log_sigma).cpu()
-        active &= ~((stop_stat < config.stop_threshold) & (n_done >= min_frames))
+        predicted = head.predict(hidden, config, batch)
+        stop = predicted.stop.cpu()
+        active &= ~(stop & (n_done >= min_frames))
         active &= n_done < max_frames
         if not active.any():
             return
-        noise = torch.zeros_like(mu)
+        # Only active items draw noise from their own generator: batched runs reproduce one-by-one runs.
+        noise = hidden.new_zeros(batch, *head.noise_shape)
         for i in torch.nonzero(active).flatten().tolist():
             g = generators[i] if generators is not None else None
-            noise[i] = torch.randn(mu.shape[-1], generator=g, device=mu.device, dtype=mu.dtype)
-        z = mu + config.temperature * log_sigma.exp() * noise
-        yield z, active.clone()
-        n_done += 1
+            noise[i] = torch.randn(head.noise_shape, generator=g, device=noise.device, dtype=noise.dtype)
+        z = head.sample(predicted, noise, config.temperature)  # [B, r, D]
+        emitted = active.clone()
+        for k in range(r):
+            yield z[:, k], emitted.clone()
+        n_done += r
 
+        z = z.flatten(1)
         step = model.audio_linear(torch.cat([z, z]) if guided else z)[:, None]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         next_pos = positions[:, -1:] + 1

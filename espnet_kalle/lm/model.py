@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from espnet_kalle.lm.backbone import build_llama
-from espnet_kalle.lm.next_distribution import DistributionHead
+from espnet_kalle.lm.heads import build_head, head_frames_per_step
 
 
 class KalleLM(nn.Module):
@@ -18,6 +18,10 @@ class KalleLM(nn.Module):
     ``sep_token_ids`` are the two tokens between text and speech (the release uses
     <|SPEECH_UNDERSTANDING_END|>, <|SPEECH_GENERATION_START|>); when not given, two ids are appended after the
     text vocabulary. ``speaker_dim`` > 0 adds a projected speaker latent as the first position.
+
+    ``head_type`` names the per-step output head (``espnet_kalle.lm.heads.HEADS``: ``gaussian_kl`` = KALL-E, the
+    default; ``melle``; ``energy_distance``) and ``head_conf`` its options. A head with ``frames_per_step`` r > 1
+    (MELLE's reduction factor) makes every LM step read the projection of r concatenated frames and predict the next r.
     """
 
     def __init__(
@@ -35,6 +39,8 @@ class KalleLM(nn.Module):
         head_dim: Optional[int] = None,
         speaker_dim: int = 0,
         sep_token_ids: Optional[Sequence[int]] = None,
+        head_type: str = "gaussian_kl",
+        head_conf: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
         if sep_token_ids is None:
@@ -49,8 +55,11 @@ class KalleLM(nn.Module):
         self.latent_dim = latent_dim
         self.hidden_size = hidden_size
         self.max_positions = max_position_embeddings
-        self.audio_linear = nn.Linear(latent_dim, hidden_size)
-        self.head = DistributionHead(hidden_size, latent_dim)
+        self.head_type = head_type
+        # audio_linear is built before the head: the same seed gives the same weights as before heads existed.
+        self.frames_per_step = head_frames_per_step(head_type, head_conf or {})
+        self.audio_linear = nn.Linear(self.frames_per_step * latent_dim, hidden_size)
+        self.head = build_head(head_type, hidden_size, latent_dim, **(head_conf or {}))
         self.speaker_dim = speaker_dim
         self.speaker_linear = nn.Linear(speaker_dim, hidden_size) if speaker_dim > 0 else None
 
@@ -69,9 +78,21 @@ class KalleLM(nn.Module):
         embed = self.backbone.embed_tokens
         parts.append(embed(text_ids.long()))
         parts.append(embed(self.sep_ids))
-        if prompt_latents is not None and prompt_latents.shape[0] > 0:
-            parts.append(self.audio_linear(prompt_latents))
+        if prompt_latents is not None and prompt_latents.shape[0] >= self.frames_per_step:
+            # r > 1: the first P mod r prompt frames are dropped so the prompt ends on a whole step.
+            skip = prompt_latents.shape[0] % self.frames_per_step
+            parts.append(self.audio_linear(self.group_frames(prompt_latents[skip:][None])[0]))
         return torch.cat(parts, dim=0)
+
+    def group_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        """[B, T, D] -> [B, ceil(T / r), r * D] LM inputs (zero-padded to whole steps); identity for r = 1."""
+        r = self.frames_per_step
+        if r == 1:
+            return latents
+        pad = (-latents.shape[1]) % r
+        if pad:
+            latents = torch.cat([latents, latents.new_zeros(latents.shape[0], pad, latents.shape[2])], dim=1)
+        return latents.reshape(latents.shape[0], latents.shape[1] // r, r * latents.shape[2])
 
     def predict_distributions(
         self, input_ids: torch.Tensor, latents: torch.Tensor
@@ -82,7 +103,8 @@ class KalleLM(nn.Module):
         Position i predicts the latent after it: a plain view of the released model's forward pass, for
         checking numerics and for scoring.
         """
-        inputs = torch.cat([self.backbone.embed_tokens(input_ids.long()), self.audio_linear(latents)], dim=1)
+        audio = self.audio_linear(self.group_frames(latents))
+        inputs = torch.cat([self.backbone.embed_tokens(input_ids.long()), audio], dim=1)
         return self.head(self.backbone(inputs_embeds=inputs).last_hidden_state)
 
     def forward(
@@ -93,14 +115,31 @@ class KalleLM(nn.Module):
         latent_lengths: torch.Tensor,
         speaker: Optional[torch.Tensor] = None,
         drop_text: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> Any:
         """Teacher-forced pass. latents_in [B, T, D] (sampled posterior latents) -> (mu, log_sigma) [B, T+1, D].
 
-        Output step t predicts frame t+1 (step T predicts the end). Items are right-padded, so with causal
-        attention no valid position ever sees padding. ``drop_text`` [B] bool removes an item's text
-        (classifier-free guidance training).
+        Output step t predicts frame t+1 (step T predicts the end). That is the ``gaussian_kl`` head's output;
+        other heads return their own ``forward`` of ``hidden_states(...)``.
         """
-        audio = self.audio_linear(latents_in)
+        return self.head(self.hidden_states(text, text_lengths, latents_in, latent_lengths, speaker, drop_text))
+
+    def hidden_states(
+        self,
+        text: torch.Tensor,
+        text_lengths: torch.Tensor,
+        latents_in: torch.Tensor,
+        latent_lengths: torch.Tensor,
+        speaker: Optional[torch.Tensor] = None,
+        drop_text: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Teacher-forced LM states [B, S+1, H], S = ceil(T / r): step s predicts frames s*r .. s*r + r - 1.
+
+        Items are right-padded, so with causal attention no valid position ever sees padding. ``drop_text`` [B]
+        bool removes an item's text (classifier-free guidance training).
+        """
+        r = self.frames_per_step
+        audio = self.audio_linear(self.group_frames(latents_in))
+        step_lengths = torch.div(latent_lengths + r - 1, r, rounding_mode="floor")
         sequences, starts = [], []
         for b in range(text.shape[0]):
             ids = text[b, : text_lengths[b]]
@@ -108,13 +147,13 @@ class KalleLM(nn.Module):
                 ids = ids[:0]
             prefix = self.prefix(ids, None if speaker is None else speaker[b])
             starts.append(prefix.shape[0] - 1)
-            sequences.append(torch.cat([prefix, audio[b, : latent_lengths[b]]], dim=0))
+            sequences.append(torch.cat([prefix, audio[b, : step_lengths[b]]], dim=0))
         if max(s.shape[0] for s in sequences) > self.max_positions:
             raise ValueError(f"sequence longer than max_position_embeddings={self.max_positions}")
         inputs = pad_sequence(sequences, batch_first=True)
         hidden = self.backbone(inputs_embeds=inputs).last_hidden_state
-        steps = latents_in.shape[1] + 1
+        steps = audio.shape[1] + 1
         index = torch.tensor(starts, device=inputs.device)[:, None] + torch.arange(steps, device=inputs.device)
         index = index.clamp(max=inputs.shape[1] - 1)
         picked = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
-        return self.head(picked)
+        return picked

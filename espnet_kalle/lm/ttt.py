@@ -53,6 +53,8 @@ def prompt_kl(lm: KalleLM, text_ids, prompt_mu, prompt_log_sigma, speaker=None, 
 
 
 def _batch_loss(lm, text_ids, prompt_mu, prompt_log_sigma, speaker, samples):
+    if getattr(lm, "head_type", "gaussian_kl") != "gaussian_kl":
+        raise ValueError(f"test-time training is KALL-E's KL objective: needs the gaussian_kl head, not {lm.head_type}")
     batch, frames = samples.shape[0], samples.shape[1]
     text = text_ids[None].expand(batch, -1)
     text_lengths = torch.full((batch,), text_ids.shape[0], dtype=torch.long)

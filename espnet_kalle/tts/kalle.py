@@ -17,7 +17,7 @@ from espnet2.tts.abs_tts import AbsTTS
 
 from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
-from espnet_kalle.lm.next_distribution import EndDistribution, next_distribution_loss
+from espnet_kalle.lm.next_distribution import EndDistribution
 from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, prior_sample
 
 
@@ -43,7 +43,11 @@ class KallE(AbsTTS):
         sentence_end_ids: Optional[Sequence[int]] = None,
         max_text_tokens: int = 400,
         generation_conf: Optional[Dict[str, Any]] = None,
+        head: str = "gaussian_kl",
+        head_conf: Optional[Dict[str, Any]] = None,
     ):
+        """``head`` picks the per-step objective (``espnet_kalle.lm.heads.HEADS``): ``gaussian_kl`` (KALL-E, default;
+        ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -55,7 +59,12 @@ class KallE(AbsTTS):
             raise ValueError(
                 f"odim {odim} must be 2 x latent_dim + k x n_mels ({self.speaker.n_mels}) for the speaker log-mel"
             )
-        self.lm = KalleLM(vocab_size=idim, latent_dim=latent_dim, speaker_dim=speaker_dim, **(lm_conf or {}))
+        head_conf = dict(head_conf or {})
+        if head == "gaussian_kl":
+            head_conf = dict(dict(lambda_end=lambda_end, end_mean=end_mean, end_log_sigma=end_log_sigma), **head_conf)
+        self.head_type = head
+        self.lm = KalleLM(vocab_size=idim, latent_dim=latent_dim, speaker_dim=speaker_dim, head_type=head,
+                          head_conf=head_conf, **(lm_conf or {}))
         self.lambda_end = lambda_end
         self.lambda_speaker = lambda_speaker
         self.end = EndDistribution(end_mean, end_log_sigma)
@@ -93,7 +102,7 @@ class KallE(AbsTTS):
         feats_lengths: torch.Tensor,
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
-        """Teacher-forced KL losses (frames + end + speaker), normalised by the number of valid frames."""
+        """Teacher-forced head loss (KALL-E: KL frames + end) + speaker KL, normalised by the number of valid frames."""
         feats = feats[:, : int(feats_lengths.max())]
         mu, log_sigma, mel = self.split_feats(feats)
         z_in = mu + log_sigma.exp() * torch.randn_like(mu)  # teacher forcing with posterior samples
@@ -106,20 +115,12 @@ class KallE(AbsTTS):
         drop = None
         if self.training and self.text_dropout > 0:
             drop = torch.rand(text.shape[0], device=text.device) < self.text_dropout
-        pred_mu, pred_log_sigma = self.lm(text, text_lengths, z_in, feats_lengths, speaker, drop)
-        terms = next_distribution_loss(
-            pred_mu, pred_log_sigma, mu, log_sigma, feats_lengths, self.lambda_end, self.end
-        )
+        hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
+        terms = self.lm.head.loss(hidden, mu, log_sigma, feats_lengths, z_in)
         n_frames = terms["n_frames"]
         loss = terms["loss"] + self.lambda_speaker * kl_speaker_sum / n_frames
         batch_size = text.shape[0]
-        stats = dict(
-            loss=loss.detach(),
-            kl_frame=terms["kl_per_frame"].detach(),
-            kl_end=terms["kl_end"].detach(),
-            kl_speaker=(kl_speaker_sum / batch_size).detach(),
-            pred_log_sigma=pred_log_sigma.detach().mean(),
-        )
+        stats = dict(loss=loss.detach(), **terms["stats"], kl_speaker=(kl_speaker_sum / batch_size).detach())
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
