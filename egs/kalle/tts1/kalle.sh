@@ -183,27 +183,34 @@ split_scp() {  # split_scp <scp> <dir> <n>
     awk -v n="$3" -v d="$2" -v b="$(basename "$1")" '{ print > (d "/" b "." ((NR - 1) % n + 1)) }' "$1"
 }
 
+# ESPnet's collect_stats in JOB=1:n pieces over the train/valid <scp>, then merged, as ESPnet's recipes do (it
+# writes the shape files the trainers' samplers need). <extra args> (the user's --*_args) go last, so they win.
+collect_stats() {  # collect_stats <stats dir> <scp dir> <scp name> <module> "<extra args>" <args...>
+    local stats_dir="$1" scp_dir="$2" scp="$3" module="$4" extra="$5" n j dset
+    shift 5
+    n=$(min "${nj}" "$( [ -f "${scp_dir}/${valid_set}/${scp}" ] && wc -l < "${scp_dir}/${valid_set}/${scp}" || echo 1)")
+    for dset in "${train_set}" "${valid_set}"; do split_scp "${scp_dir}/${dset}/${scp}" "${stats_dir}/split/${dset}" "${n}"; done
+    # shellcheck disable=SC2086
+    run ${train_cmd} JOB=1:"${n}" "${stats_dir}/log/stats.JOB.log" \
+        "${python}" -m espnet_kalle.run -m "${module}" --collect_stats true --ngpu 0 "$@" \
+        --train_shape_file "${stats_dir}/split/${train_set}/${scp}.JOB" \
+        --valid_shape_file "${stats_dir}/split/${valid_set}/${scp}.JOB" \
+        --output_dir "${stats_dir}/stats.JOB" ${extra}
+    run "${python}" -m espnet2.bin.aggregate_stats_dirs \
+        $(for j in $(seq "${n}"); do echo --input_dir "${stats_dir}/stats.${j}"; done) \
+        --output_dir "${stats_dir}"
+    mark_done "${stats_dir}"
+}
+
 # -------------------------------------------------------------------------------------------- 4. Flow-VAE
 if want 4 "${skip_train}"; then
     log "Stage 4: Flow-VAE (ESPnet GAN codec) collect_stats -> ${codec_stats_dir}, training -> ${codec_exp}"
     [ -n "${codec_config}" ] || { log "--codec_config is required"; exit 2; }
     if ! done_or_dry "${codec_stats_dir}"; then
-        # collect_stats in JOB=1:n pieces, then merged, as ESPnet's recipes do (it derives the shape files).
-        n=$(min "${nj}" "$( [ -f "${dumpdir}/raw/${valid_set}/wav.scp" ] && wc -l < "${dumpdir}/raw/${valid_set}/wav.scp" || echo 1)")
-        for dset in "${train_set}" "${valid_set}"; do split_scp "${dumpdir}/raw/${dset}/wav.scp" "${codec_stats_dir}/split/${dset}" "${n}"; done
-        # shellcheck disable=SC2086
-        run ${train_cmd} JOB=1:"${n}" "${codec_stats_dir}/log/stats.JOB.log" \
-            "${python}" -m espnet_kalle.run -m espnet2.bin.gan_codec_train --collect_stats true --ngpu 0 \
+        collect_stats "${codec_stats_dir}" "${dumpdir}/raw" wav.scp espnet2.bin.gan_codec_train "${codec_args}" \
             --config "${codec_config}" \
             --train_data_path_and_name_and_type "${dumpdir}/raw/${train_set}/wav.scp,audio,sound" \
-            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,audio,sound" \
-            --train_shape_file "${codec_stats_dir}/split/${train_set}/wav.scp.JOB" \
-            --valid_shape_file "${codec_stats_dir}/split/${valid_set}/wav.scp.JOB" \
-            --output_dir "${codec_stats_dir}/stats.JOB" ${codec_args}
-        run "${python}" -m espnet2.bin.aggregate_stats_dirs \
-            $(for j in $(seq "${n}"); do echo --input_dir "${codec_stats_dir}/stats.${j}"; done) \
-            --output_dir "${codec_stats_dir}"
-        mark_done "${codec_stats_dir}"
+            --valid_data_path_and_name_and_type "${dumpdir}/raw/${valid_set}/wav.scp,audio,sound"
     fi
     if done_or_dry "${codec_exp}"; then
         log "${codec_exp} is trained (delete ${codec_exp}/.done to train more)"
@@ -273,18 +280,7 @@ if want 6 "${skip_train}"; then
             --use_preprocessor true "${data_opts[@]}")
     if ! done_or_dry "${lm_stats_dir}"; then
         # Shape files (text tokens, latent frames); the model's feats are not normalised (normalize: null).
-        n=$(min "${nj}" "$( [ -f "${latents_dir}/${valid_set}/feats.scp" ] && wc -l < "${latents_dir}/${valid_set}/feats.scp" || echo 1)")
-        for dset in "${train_set}" "${valid_set}"; do split_scp "${latents_dir}/${dset}/feats.scp" "${lm_stats_dir}/split/${dset}" "${n}"; done
-        # shellcheck disable=SC2086
-        run ${train_cmd} JOB=1:"${n}" "${lm_stats_dir}/log/stats.JOB.log" \
-            "${python}" -m espnet_kalle.run -m espnet2.bin.tts_train --collect_stats true --ngpu 0 "${common[@]}" \
-            --train_shape_file "${lm_stats_dir}/split/${train_set}/feats.scp.JOB" \
-            --valid_shape_file "${lm_stats_dir}/split/${valid_set}/feats.scp.JOB" \
-            --output_dir "${lm_stats_dir}/stats.JOB" ${lm_args}
-        run "${python}" -m espnet2.bin.aggregate_stats_dirs \
-            $(for j in $(seq "${n}"); do echo --input_dir "${lm_stats_dir}/stats.${j}"; done) \
-            --output_dir "${lm_stats_dir}"
-        mark_done "${lm_stats_dir}"
+        collect_stats "${lm_stats_dir}" "${latents_dir}" feats.scp espnet2.bin.tts_train "${lm_args}" "${common[@]}"
     fi
     if done_or_dry "${lm_exp}"; then
         log "${lm_exp} is trained (delete ${lm_exp}/.done to train more)"
