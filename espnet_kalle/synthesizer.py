@@ -154,7 +154,11 @@ class KalleSynthesizer:
         With a speaker encoder the voice is the recording's speaker latent (the paper); without one (the released
         model) it is a prompt: the transcript and latents sampled once from the prompt's posterior.
         """
-        wav, ids, mu, log_sigma = self._prompt_posterior(prompt_wav, prompt_text)
+        posterior = self._prompt_posterior(prompt_wav, prompt_text)
+        return self._clone_from(posterior, prompt_wav, prompt_text, name, seed)
+
+    def _clone_from(self, posterior, prompt_wav, prompt_text: str, name: str, seed: int) -> Voice:
+        wav, ids, mu, log_sigma = posterior
         if self.model.speaker is not None:
             return Voice(name, speaker=self.model.speaker_from_wav(wav), prompt_text=prompt_text,
                          description=f"cloned from {Path(str(prompt_wav)).name if isinstance(prompt_wav, (str, Path)) else 'audio'}")
@@ -166,8 +170,9 @@ class KalleSynthesizer:
     def adapt(self, prompt_wav, prompt_text: str, steps: int = 50, n_samples: int = 200, learning_rate: float = 1e-4,
               name: str = "adapted", seed: int = 0) -> Voice:
         """Test-time training on one recording: a cloned voice plus LM weights adapted to it."""
-        voice = self.clone(prompt_wav, prompt_text, name, seed)
-        _, ids, mu, log_sigma = self._prompt_posterior(prompt_wav, prompt_text)
+        posterior = self._prompt_posterior(prompt_wav, prompt_text)  # load and encode the prompt once
+        voice = self._clone_from(posterior, prompt_wav, prompt_text, name, seed)
+        _, ids, mu, log_sigma = posterior
         adapted = test_time_train(self.model.lm, ids, mu, log_sigma, voice.speaker, n_samples=n_samples,
                                   steps=steps, learning_rate=learning_rate, seed=seed)
         voice.lm_state = adapted.lm_state

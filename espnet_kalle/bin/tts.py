@@ -105,9 +105,8 @@ def speak(args, synth, say) -> int:
             say(f"saved voice to {args.save_voice}")
     else:
         voice = synth.voice(args.seed if args.seed is not None else args.voice)
+    synth.check_text(text)  # clear errors before any audio is written
     sentences = synth.sentences(text)
-    if not sentences:
-        synth.tokenizer(text)  # raises the clear error for empty text
     start = time.perf_counter()
     n_samples = 0
     progress = tqdm(total=len(sentences), unit="sentence", disable=args.quiet or len(sentences) < 3, file=sys.stderr)
