@@ -15,6 +15,7 @@ from torch import nn
 from espnet_kalle.codec.decoders import DECODERS
 from espnet_kalle.codec.encoder import PosteriorEncoder
 from espnet_kalle.codec.flow import ResidualCouplingFlow, flow_kl
+from espnet_kalle.codec.mel_encoder import MelPosteriorEncoder
 from espnet_kalle.codec.modules import remove_weight_norm_
 from espnet_kalle.streaming import StreamDecoder
 
@@ -34,15 +35,27 @@ class FlowVAE(nn.Module):
         flow_couplings: int = 4,
         decoder_type: str = "bigvgan",
         decoder_conf: Optional[Dict[str, Any]] = None,
+        encoder_type: str = "waveform",
+        encoder_conf: Optional[Dict[str, Any]] = None,
     ):
+        """``encoder_type`` "waveform" is the paper's (and the release's) encoder and uses ``downsample_*`` and
+        ``residual_dilations``; "mel" is the CPU-budget front end of ``mel_encoder`` configured by ``encoder_conf``."""
         super().__init__()
         if decoder_type not in DECODERS:
             raise ValueError(f"decoder_type must be one of {sorted(DECODERS)}, got {decoder_type!r}")
         self.sample_rate = sample_rate
         self.latent_dim = latent_dim
-        self.encoder = PosteriorEncoder(
-            latent_dim, downsample_rates, downsample_channels, residual_dilations, init_log_sigma
-        )
+        if encoder_type == "waveform":
+            self.encoder = PosteriorEncoder(
+                latent_dim, downsample_rates, downsample_channels, residual_dilations, init_log_sigma
+            )
+        elif encoder_type == "mel":
+            self.encoder = MelPosteriorEncoder(
+                latent_dim, sample_rate=sample_rate, init_log_sigma=init_log_sigma, **(encoder_conf or {})
+            )
+        else:
+            raise ValueError(f"encoder_type must be 'waveform' or 'mel', got {encoder_type!r}")
+        self.encoder_type = encoder_type
         self.flow = ResidualCouplingFlow(
             latent_dim, flow_hidden_channels, flow_kernel_size, 1, flow_layers, flow_couplings
         )

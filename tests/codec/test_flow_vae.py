@@ -183,3 +183,47 @@ def test_encode_rejects_non_mono_layout():
         model.encode(torch.randn(2, 2, 1280))
     with pytest.raises(ValueError, match="decoder_type"):
         FlowVAE(decoder_type="wavenet")
+
+
+def tiny_mel_encoder_model(latent_dim=8):
+    torch.manual_seed(0)
+    return FlowVAE(
+        latent_dim=latent_dim, encoder_type="mel", encoder_conf=dict(n_mels=16, channels=32, num_layers=2),
+        flow_hidden_channels=16, flow_layers=2, flow_couplings=2, decoder_type="istft",
+        decoder_conf=dict(HEADS["istft"], subframes=8),
+    ).eval()
+
+
+def test_mel_encoder_frames_and_narrow_start():
+    model = tiny_mel_encoder_model()
+    for n_samples in (1280, 1281, 1280 * 5 - 7):
+        mu, log_sigma = model.encode(0.1 * torch.randn(2, 1, n_samples))
+        assert mu.shape == log_sigma.shape == (2, 8, math.ceil(n_samples / 1280))
+    assert log_sigma.mean().item() < -2.0  # narrow start: sigma well below the prior's 1
+    silent_mu, _ = model.encode(torch.zeros(1, 1, 1280 * 3))
+    assert torch.isfinite(silent_mu).all()  # the log floor keeps digital silence finite
+
+
+def test_mel_encoder_is_causal_per_frame():
+    """Latent frame f may only see samples before (f + 1) * hop, like the waveform encoder."""
+    model = tiny_mel_encoder_model()
+    wav = 0.1 * torch.randn(1, 1, 1280 * 6)
+    mu, _ = model.encode(wav)
+    changed = wav.clone()
+    changed[..., 1280 * 3 + 200 :] += 0.3 * torch.randn(1280 * 3 - 200)
+    mu2, _ = model.encode(changed)
+    assert torch.allclose(mu[..., :3], mu2[..., :3], atol=1e-6)
+    assert not torch.allclose(mu[..., 3:], mu2[..., 3:], atol=1e-4)
+
+
+def test_mel_encoder_learns_from_its_input():
+    """A gradient step through decoder and encoder changes the encoder's parameters (it is wired in)."""
+    model = tiny_mel_encoder_model().train()
+    out = model(0.1 * torch.randn(2, 1, 1280 * 4))
+    (out["wav_hat"].pow(2).mean() + out["kl"]).backward()
+    assert model.encoder.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_unknown_encoder_type_is_an_error():
+    with pytest.raises(ValueError, match="encoder_type"):
+        FlowVAE(latent_dim=8, encoder_type="spectral", decoder_type="istft", decoder_conf=HEADS["istft"])
