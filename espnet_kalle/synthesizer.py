@@ -24,6 +24,7 @@ import yaml
 from espnet_kalle.audio import load_audio
 from espnet_kalle.lm.generate import iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
+from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.lm.ttt import test_time_train
 from espnet_kalle.pretrained import resolve_model_dir
 from espnet_kalle.text import TextError, Tokenizer, build_tokenizer, split_sentences
@@ -61,7 +62,8 @@ class FrameRateChanger:
 
 
 class KalleSynthesizer:
-    def __init__(self, model, codec, tokenizer: Tokenizer, voices: List[Voice], name: str = "", default_voice=None):
+    def __init__(self, model, codec, tokenizer: Tokenizer, voices: List[Voice], name: str = "", default_voice=None,
+                 int8: bool = False):
         self.model = model
         self.codec = codec
         self.tokenizer = tokenizer
@@ -72,11 +74,18 @@ class KalleSynthesizer:
         self.model_dir: Optional[Path] = None
         self._adapted: Dict[int, tuple] = {}
         self._lock = threading.Lock()
+        self.int8 = int8  # generate with an int8 copy of the LM backbone (adapt() still trains the float LM)
+        self._int8_lm: Optional[KalleLM] = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def from_pretrained(cls, name_or_path: Union[str, Path] = "mini-en", device: str = "cpu") -> "KalleSynthesizer":
-        """Load a packed model dir (see ``espnet_kalle.pretrained.pack``) or a registered name."""
+    def from_pretrained(cls, name_or_path: Union[str, Path] = "mini-en", device: str = "cpu",
+                        int8: Optional[bool] = None) -> "KalleSynthesizer":
+        """Load a packed model dir (see ``espnet_kalle.pretrained.pack``) or a registered name.
+
+        ``int8``: generate with int8 backbone weights (CPU only; faster, slightly different samples). ``None``
+        uses the model dir's own choice (``int8_lm`` in model.yaml), False forces float.
+        """
         from espnet_kalle.codec.load import load_flow_vae
         from espnet_kalle.tts.load import load_kalle
 
@@ -86,8 +95,10 @@ class KalleSynthesizer:
         codec = load_flow_vae(root / meta["codec_config"], root / meta["codec_model"], device).prepare_for_inference()
         model.set_codec(codec)
         voices = load_voice_dir(root / meta.get("voices_dir", "voices"))
+        if int8 is None:
+            int8 = bool(meta.get("int8_lm", False)) and torch.device(device).type == "cpu"
         synth = cls(model, codec, build_tokenizer(config, root), voices, meta.get("name", root.name),
-                    meta.get("default_voice"))
+                    meta.get("default_voice"), int8=int8)
         synth.meta = meta
         synth.model_dir = root
         model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
@@ -182,16 +193,22 @@ class KalleSynthesizer:
         return voice
 
     def _lm_for(self, voice: Voice) -> KalleLM:
-        """The base LM, or a cached copy carrying a TTT voice's weights (the base stays untouched)."""
-        if voice.lm_state is None:
-            return self.model.lm
+        """The LM that generates for ``voice``: the base LM, or a cached copy carrying a TTT voice's weights
+        (the base stays untouched); int8 copies of either when ``self.int8``."""
         with self._lock:
+            if voice.lm_state is None:
+                if not self.int8:
+                    return self.model.lm
+                if self._int8_lm is None:
+                    self._int8_lm = quantize_lm(self.model.lm)
+                return self._int8_lm
             key = id(voice.lm_state)
             if key not in self._adapted:
                 lm = copy.deepcopy(self.model.lm)
                 lm.load_state_dict(voice.lm_state)
+                lm = quantize_lm(lm) if self.int8 else lm.eval()
                 # Keep the state dict referenced so its id() cannot be reused by another voice.
-                self._adapted[key] = (voice.lm_state, lm.eval())
+                self._adapted[key] = (voice.lm_state, lm)
             return self._adapted[key][1]
 
     # ------------------------------------------------------------------ synthesis

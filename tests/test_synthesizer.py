@@ -168,3 +168,17 @@ def test_prompt_checks(synth, prompt_wav, tmp_path):
     corrupt.write_bytes(b"RIFF\x00\x00garbage")
     with pytest.raises(ValueError):
         synth.clone(corrupt, PROMPT_TEXT)
+
+
+def test_int8_generates_with_quantized_backbone_and_keeps_the_float_lm(tiny_model_dir, prompt_wav):
+    fast = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=True)
+    lm = fast._lm_for(fast.voice("mid-1"))
+    assert lm is not fast.model.lm
+    kinds = {type(m).__module__ for m in lm.backbone.modules() if "Linear" in type(m).__name__}
+    assert any("quantized" in k for k in kinds)
+    assert isinstance(fast.model.lm.backbone.layers[0].mlp.up_proj, torch.nn.Linear)  # float LM kept for TTT
+    a = fast.synthesize("hello world.", voice="low-1", seed=1)
+    np.testing.assert_array_equal(a, fast.synthesize("hello world.", voice="low-1", seed=1))
+    voice = fast.adapt(prompt_wav, PROMPT_TEXT, steps=2, n_samples=4, learning_rate=1e-2)
+    assert fast.synthesize("hello.", voice=voice).size > 0
+    assert not KalleSynthesizer.from_pretrained(tiny_model_dir).int8  # float unless asked or the model dir says so

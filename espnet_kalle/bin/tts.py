@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true", help="write audio to the file as it is generated")
     p.add_argument("--list-voices", action="store_true", help="list preset voices and exit")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=None,
+                   help="generate with int8 LM weights (faster on CPU; default: what the model dir says)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -65,7 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from espnet_kalle.synthesizer import KalleSynthesizer
 
     try:
-        synth = KalleSynthesizer.from_pretrained(args.model, device=args.device)
+        synth = KalleSynthesizer.from_pretrained(args.model, device=args.device, int8=args.int8)
     except (FileNotFoundError, ValueError) as exc:
         print(f"kalle-tts: cannot load model: {exc}", file=sys.stderr)
         return EXIT_MODEL
