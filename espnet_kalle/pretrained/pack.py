@@ -2,7 +2,7 @@
 
     python -m espnet_kalle.pretrained.pack --lm-config exp/kalle/config.yaml --lm-model exp/kalle/valid.loss.best.pth \
         --codec-config exp/flowvae/config.yaml --codec-model exp/flowvae/latest.pth --out exp/packed/mini-en \
-        [--voices 6] [--name mini-en] [--half]
+        [--voices 6] [--name mini-en] [--half] [--int8-lm]
 
 Layout: model.yaml, lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
 Preset voices are speaker latents drawn from N(0, I) by seed, named by their pitch (low/mid/high) measured on a
@@ -106,10 +106,12 @@ def _read_state(path: Path) -> Dict[str, Any]:
 
 
 def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
-         n_voices: int = 6, name: Optional[str] = None, half: bool = False) -> Path:
+         n_voices: int = 6, name: Optional[str] = None, half: bool = False, int8_lm: bool = False) -> Path:
+    """``int8_lm`` marks the dir so the synthesizer generates with an int8 backbone by default (weights stay float)."""
     config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
     codec_conf = yaml.safe_load(Path(codec_config).read_text(encoding="utf-8"))
-    meta = write_model_dir(out, config, _read_state(lm_model), codec_conf, _read_state(codec_model), name, half)
+    meta = write_model_dir(out, config, _read_state(lm_model), codec_conf, _read_state(codec_model), name, half,
+                           {"int8_lm": True} if int8_lm else None)
 
     from espnet_kalle.synthesizer import KalleSynthesizer
 
@@ -137,9 +139,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--voices", type=int, default=6, help="number of preset voices to draw and name")
     parser.add_argument("--name", default=None)
     parser.add_argument("--half", action="store_true", help="store weights as float16")
+    parser.add_argument("--int8-lm", action="store_true", help="generate with int8 LM weights by default (CPU)")
     args = parser.parse_args(argv)
     out = pack(args.lm_config, args.lm_model, args.codec_config, args.codec_model, args.out, args.voices,
-               args.name, args.half)
+               args.name, args.half, args.int8_lm)
     print(f"packed model dir: {out}")
 
 
