@@ -30,6 +30,7 @@ from espnet_kalle.codec.flow_vae import FlowVAE
 from espnet_kalle.codec.load import generator_kwargs
 from espnet_kalle.codec.losses import (
     MelSpectrogramLoss,
+    MultiResolutionMelLoss,
     discriminator_adversarial_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -83,7 +84,8 @@ class FlowVAECodec(AbsGANCodec):
         self.discriminator = FlowVAEDiscriminator(**disc)
         mel = dict(sample_rate=sampling_rate)
         mel.update(mel_loss_params or {})
-        self.mel_loss = MelSpectrogramLoss(**mel)
+        # mel_loss_params.resolutions: [[n_fft, hop, win], ...] averages the mel L1 over several resolutions.
+        self.mel_loss = MultiResolutionMelLoss(**mel) if "resolutions" in mel else MelSpectrogramLoss(**mel)
         self.lambda_mel, self.lambda_kl = lambda_mel, lambda_kl
         self.lambda_adv, self.lambda_feat_match = lambda_adv, lambda_feat_match
         self.adv_warmup_steps = adv_warmup_steps

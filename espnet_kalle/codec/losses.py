@@ -6,7 +6,7 @@ The GAN losses take the discriminator output format of ``discriminators.py``: a 
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -88,3 +88,25 @@ def feature_matching_loss(fake: DiscriminatorOutputs, real: DiscriminatorOutputs
         for f_fake, f_real in zip(feats_fake, feats_real):
             loss = loss + torch.mean(torch.abs(f_fake - f_real.detach()))
     return loss
+
+
+class MultiResolutionMelLoss(nn.Module):
+    """Mean of log-mel L1 losses at several STFT resolutions ([n_fft, hop, win] each).
+
+    Short windows constrain what one long window cannot see (onsets, and the phase consistency between the
+    decoder's overlapping iSTFT frames), which matters most before (or without) the adversarial terms.
+    ``n_mels`` is capped at n_fft // 8 per resolution so that short windows get no empty mel bands.
+    """
+
+    def __init__(self, resolutions: Sequence[Sequence[int]], n_mels: int = 100, **mel_kwargs: Any):
+        super().__init__()
+        if not resolutions:
+            raise ValueError("resolutions needs at least one [n_fft, hop_length, win_length]")
+        self.losses = nn.ModuleList(
+            MelSpectrogramLoss(n_fft=n_fft, hop_length=hop, win_length=win, n_mels=min(n_mels, n_fft // 8),
+                               **mel_kwargs)
+            for n_fft, hop, win in resolutions
+        )
+
+    def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return sum(loss(wav_hat, wav, mask) for loss in self.losses) / len(self.losses)

@@ -7,6 +7,7 @@ import torch
 
 from espnet_kalle.codec.losses import (
     MelSpectrogramLoss,
+    MultiResolutionMelLoss,
     discriminator_adversarial_loss,
     feature_matching_loss,
     generator_adversarial_loss,
@@ -82,3 +83,29 @@ def test_feature_matching_loss_values_and_gradient_direction():
     assert loss.item() == pytest.approx(1.0)
     loss.backward()
     assert fake_feat.grad is not None and real_feat.grad is None  # real features are targets only
+
+
+def test_multi_resolution_mel_loss_averages_its_resolutions():
+    resolutions = [[1024, 240, 960], [256, 64, 256]]
+    multi = MultiResolutionMelLoss(resolutions)
+    assert [m.mel.n_fft for m in multi.losses] == [1024, 256]
+    assert multi.losses[1].mel.mel_scale.n_mels == 32  # capped at n_fft // 8
+    wav, other = tone(), tone(f0=330.0)
+    expected = sum(MelSpectrogramLoss(n_fft=n, hop_length=h, win_length=w, n_mels=min(100, n // 8))(other, wav)
+                   for n, h, w in resolutions) / 2
+    torch.testing.assert_close(multi(other, wav), expected)
+    assert multi(wav, wav.clone()).item() == 0.0
+    with pytest.raises(ValueError, match="resolutions"):
+        MultiResolutionMelLoss([])
+
+
+def test_codec_model_uses_multi_resolution_mel_when_configured():
+    from espnet_kalle.codec.espnet_model import FlowVAECodec
+
+    params = dict(latent_dim=4, downsample_channels=[2, 2, 2, 2, 2, 2, 4], residual_dilations=[1], flow_hidden_channels=4,
+                  flow_layers=1, flow_couplings=1, decoder_type="istft",
+                  decoder_conf=dict(dim=8, intermediate_dim=8, num_layers=1))
+    codec = FlowVAECodec(generator_params=params, discriminator_params=dict(periods=[2], resolutions=[[256, 64, 256]],
+                                                                            channel_mult=0.125),
+                         mel_loss_params=dict(resolutions=[[512, 128, 512], [256, 64, 256]]))
+    assert isinstance(codec.mel_loss, MultiResolutionMelLoss) and len(codec.mel_loss.losses) == 2
