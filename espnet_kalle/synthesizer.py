@@ -159,6 +159,18 @@ class KalleSynthesizer:
             mu, log_sigma = self.codec.encode(tensor.view(1, 1, -1))
         return tensor, torch.tensor(ids), mu[0].T, log_sigma[0].T
 
+    def resynthesize(self, wav) -> np.ndarray:
+        """Encode a recording with the Flow-VAE and decode its posterior mean: what the codec alone keeps of it
+        (the ceiling of anything the LM generates). ``wav``: a path or 16 kHz float samples; same length out."""
+        wav = load_audio(wav, self.sample_rate) if isinstance(wav, (str, Path)) else wav
+        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        if wav.size == 0:
+            raise ValueError("resynthesize needs audio, got 0 samples")
+        with torch.inference_mode():
+            mu, _ = self.codec.encode(torch.from_numpy(wav).view(1, 1, -1))
+            out = self.codec.decode(mu)[0, 0, : wav.size]
+        return out.numpy().astype(np.float32)
+
     def clone(self, prompt_wav, prompt_text: str, name: str = "clone", seed: int = 0) -> Voice:
         """A voice from one recording and its transcript (16 kHz is not required: audio is converted).
 

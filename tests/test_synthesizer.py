@@ -182,3 +182,12 @@ def test_int8_generates_with_quantized_backbone_and_keeps_the_float_lm(tiny_mode
     voice = fast.adapt(prompt_wav, PROMPT_TEXT, steps=2, n_samples=4, learning_rate=1e-2)
     assert fast.synthesize("hello.", voice=voice).size > 0
     assert not KalleSynthesizer.from_pretrained(tiny_model_dir).int8  # float unless asked or the model dir says so
+
+
+def test_resynthesize_keeps_length_and_rejects_empty(synth, prompt_wav):
+    wav, sr = sf.read(prompt_wav, dtype="float32")
+    out = synth.resynthesize(prompt_wav)
+    assert out.dtype == np.float32 and out.shape == wav.shape
+    np.testing.assert_array_equal(out, synth.resynthesize(wav))  # path or samples: the same posterior mean
+    with pytest.raises(ValueError, match="0 samples"):
+        synth.resynthesize(np.zeros(0, dtype=np.float32))

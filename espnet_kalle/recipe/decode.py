@@ -9,7 +9,9 @@ Systems (conf/decode.yaml ``systems``):
 - ``preset_<name>``: every test sentence with one preset voice of the model;
 - ``clone``: every test sentence with its speaker's voice cloned from one reference recording (a dev utterance
   of that speaker when there is one: the prompt then never shares a sentence with the test set);
-- ``ttt``: the first test speaker's sentences with a voice adapted by test-time training on that prompt.
+- ``ttt``: the first test speaker's sentences with a voice adapted by test-time training on that prompt;
+- ``resynth``: every test recording through the Flow-VAE alone (encode, decode the posterior mean), the ceiling
+  of what the LM can reach with this codec.
 
 ``prepare`` makes the voices once (cloning and TTT are not repeated per job) and writes ``plan`` (system, utt,
 voice file). ``synth`` writes ``<system>/wav/<utt>.wav`` (kept on re-runs, so a stopped decode resumes).
@@ -32,7 +34,7 @@ import yaml
 from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
 
 DEFAULT_CONFIG = {
-    "systems": {"presets": "all", "clone": True, "ttt": True},
+    "systems": {"presets": "all", "clone": True, "ttt": True, "resynth": True},
     "synthesize": {"seed": 0},
     "adapt": {"steps": 50, "n_samples": 200, "learning_rate": 1e-4},
 }
@@ -124,6 +126,9 @@ def prepare(args, conf) -> None:
         prompt_lines.append(f"ttt {spk} {prompt_utt}")
         plan += [f"ttt {utt} {path}" for utt in utts if utt2spk[utt] == spk]
 
+    if systems.get("resynth"):
+        plan += [f"resynth {utt} -" for utt in utts]
+
     if not plan:
         raise SystemExit("decode: no system to decode (check conf systems and the model's voices)")
     (args.out_dir / "plan").write_text("".join(line + "\n" for line in plan), encoding="utf-8")
@@ -146,6 +151,7 @@ def synth(args, conf) -> None:
     from espnet_kalle.voice import Voice
 
     text = read_kaldi_map(args.data_dir / "text")
+    recordings = read_kaldi_map(args.data_dir / "wav.scp")
     mine = [row for i, row in enumerate(read_plan(args.out_dir)) if i % args.nj == args.job - 1]
     model = KalleSynthesizer.from_pretrained(args.model_dir, device=args.device)
     voices: Dict[str, Voice] = {}
@@ -157,11 +163,14 @@ def synth(args, conf) -> None:
             info = sf.info(str(out))
             times[system][utt] = f"nan {info.frames / info.samplerate:.3f}"
             continue
-        if voice_path not in voices:
+        if system != "resynth" and voice_path not in voices:
             voices[voice_path] = Voice.load(voice_path)
         start = time.perf_counter()
         with torch.inference_mode():
-            wav = model.synthesize(text[utt], voice=voices[voice_path], **conf["synthesize"])
+            if system == "resynth":
+                wav = model.resynthesize(recordings[utt])
+            else:
+                wav = model.synthesize(text[utt], voice=voices[voice_path], **conf["synthesize"])
         elapsed = time.perf_counter() - start
         if wav.size == 0:
             wav = np.zeros(model.hop_length, dtype=np.float32)  # keep the file set complete; scoring flags it

@@ -65,6 +65,7 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
     dec = root / LM_EXP / "decode_test"
     systems = (dec / "systems").read_text().split()
     assert "clone" in systems and "ttt" in systems and any(s.startswith("preset_") for s in systems), systems
+    assert "resynth" in systems, systems
     test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
     for system in systems:
         utts = sorted(line.split()[0] for line in (dec / system / "wav.scp").read_text().splitlines())
