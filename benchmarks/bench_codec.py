@@ -24,6 +24,7 @@ import torch
 from espnet_kalle.codec.decoders import BigVGANDecoder, ISTFTDecoder
 from espnet_kalle.codec.modules import remove_weight_norm_
 from espnet_kalle.streaming import StreamDecoder
+from timing import median_seconds  # benchmarks/timing.py
 
 LATENT_DIM = 512
 HEADS: Dict[str, Callable[[], torch.nn.Module]] = {
@@ -31,16 +32,6 @@ HEADS: Dict[str, Callable[[], torch.nn.Module]] = {
     "istft-256": lambda: ISTFTDecoder(LATENT_DIM, dim=256, intermediate_dim=768, num_layers=8),
 }
 
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def stream_once(decoder: torch.nn.Module, z: torch.Tensor) -> tuple[float, float, torch.Tensor]:
@@ -65,7 +56,7 @@ def bench(name: str, frames: int, repeats: int) -> Dict[str, float]:
     z = torch.randn(1, LATENT_DIM, frames)
     seconds = frames * decoder.hop_length / 16000
     with torch.inference_mode():
-        offline = timed(lambda: decoder(z), repeats)
+        offline = median_seconds(lambda: decoder(z), repeats)
         reference = decoder(z)
     stream_once(decoder, z)  # warm-up
     runs = [stream_once(decoder, z) for _ in range(repeats)]

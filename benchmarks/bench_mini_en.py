@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from espnet_kalle import KalleSynthesizer
+from timing import median_seconds  # benchmarks/timing.py
 
 SENTENCES = {
     "short": "Good morning.",
@@ -65,16 +66,6 @@ class Row:
     ttfa_ms: Optional[float] = None  # streaming systems only
     stream_s: Optional[float] = None
 
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def n_params(module: torch.nn.Module, skip: Tuple[str, ...] = ()) -> int:
