@@ -138,9 +138,13 @@ class KalleSynthesizer:
             raise KeyError(f"unknown voice {voice!r}; presets: {known}; or pass a seed or a .voice.pt file")
         raise TypeError(f"voice must be a preset name, a seed, a voice file or a Voice, not {type(voice).__name__}")
 
+    def _samples(self, wav) -> np.ndarray:
+        """A path (read and converted to the model's rate, mono) or samples -> 1-D float32 samples."""
+        wav = load_audio(wav, self.sample_rate) if isinstance(wav, (str, Path)) else wav
+        return np.asarray(wav, dtype=np.float32).reshape(-1)
+
     def _prompt_posterior(self, prompt_wav, prompt_text: str):
-        wav = load_audio(prompt_wav, self.sample_rate) if isinstance(prompt_wav, (str, Path)) else prompt_wav
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        wav = self._samples(prompt_wav)
         seconds = wav.shape[0] / self.sample_rate
         if not MIN_PROMPT_SECONDS <= seconds <= MAX_PROMPT_SECONDS:
             raise ValueError(
@@ -162,8 +166,7 @@ class KalleSynthesizer:
     def resynthesize(self, wav) -> np.ndarray:
         """Encode a recording with the Flow-VAE and decode its posterior mean: what the codec alone keeps of it
         (the ceiling of anything the LM generates). ``wav``: a path or 16 kHz float samples; same length out."""
-        wav = load_audio(wav, self.sample_rate) if isinstance(wav, (str, Path)) else wav
-        wav = np.asarray(wav, dtype=np.float32).reshape(-1)
+        wav = self._samples(wav)
         if wav.size == 0:
             raise ValueError("resynthesize needs audio, got 0 samples")
         with torch.inference_mode():

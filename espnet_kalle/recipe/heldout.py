@@ -19,12 +19,12 @@ import numpy as np
 import soundfile as sf
 
 from espnet_kalle.audio import load_audio
+from espnet_kalle.kaldi_io import read_kaldi_map
 
 
 def read_sentences(text_file: Path, count: int) -> List[str]:
     """The first ``count`` transcripts of a Kaldi ``text`` file (utt-id, then the text)."""
-    lines = [line.split(maxsplit=1) for line in text_file.read_text(encoding="utf-8").splitlines()]
-    sentences = [parts[1] for parts in lines if len(parts) == 2]
+    sentences = [text for text in read_kaldi_map(text_file).values() if text]
     if not sentences:
         raise ValueError(f"{text_file} has no transcripts")
     return sentences[:count]
