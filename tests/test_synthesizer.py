@@ -189,5 +189,10 @@ def test_resynthesize_keeps_length_and_rejects_empty(synth, prompt_wav):
     out = synth.resynthesize(prompt_wav)
     assert out.dtype == np.float32 and out.shape == wav.shape
     np.testing.assert_array_equal(out, synth.resynthesize(wav))  # path or samples: the same posterior mean
+    with torch.inference_mode():  # the decoded posterior mean, not the input and not a sample
+        mu, _ = synth.codec.encode(torch.from_numpy(wav).view(1, 1, -1))
+        expected = synth.codec.decode(mu)[0, 0, : wav.size].numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    assert not np.allclose(out, wav)
     with pytest.raises(ValueError, match="0 samples"):
         synth.resynthesize(np.zeros(0, dtype=np.float32))

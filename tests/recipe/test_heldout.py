@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from espnet_kalle.recipe.heldout import main, markdown, read_sentences
 
@@ -18,6 +20,8 @@ def test_clone_and_ttt_are_scored_against_the_prompt(tiny_model_dir, tmp_path, c
                  "--num_sentences", "2", "--out_dir", str(out), "--ttt_steps", "2", "--ttt_samples", "4"]) == 0
     assert sorted(p.name for p in (out / "clone").iterdir()) == ["prompt_70_3s_00.wav", "prompt_70_3s_01.wav"]
     assert len(list((out / "ttt").iterdir())) == 2
+    clone_wav, ttt_wav = (sf.read(out / system / "prompt_70_3s_00.wav")[0] for system in ("clone", "ttt"))
+    assert not np.array_equal(clone_wav[:2560], ttt_wav[:2560])  # the TTT voice generates with adapted weights
     report = (out / "RESULTS.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| prompt_70_3s"))
     clone, ttt, gain = (float(x) for x in row.strip("| ").split("|")[1:])
