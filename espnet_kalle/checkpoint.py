@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Dict
 
 import torch
 
@@ -17,16 +17,32 @@ def save_atomic(obj: Any, path: str | Path) -> None:
     tmp.replace(path)
 
 
-def load_weights(path: str | Path, what: str = "checkpoint") -> Any:
-    """torch.load(weights_only=True) on CPU with clear errors for missing and unreadable files."""
+def load_weights(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> Any:
+    """torch.load(weights_only=True) on CPU with clear errors for missing and unreadable files.
+
+    ``mmap`` maps the tensors instead of reading them (for looking at shapes of large files).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - truncated/foreign files raise many exception types
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ValueError(f"{path} is not a readable {what}: {first}") from exc
+        raise ValueError(
+            f"{path} is not a readable {what} (weights-only load failed: corrupt, not a model file, or trainer "
+            f"state such as ESPnet's checkpoint.pth; use a model file such as latest.pth): {first}"
+        ) from exc
+
+
+def load_state_dict(path: str | Path, what: str = "model file", mmap: bool = False) -> Dict[str, Any]:
+    """A model state dict from a file: a bare state dict, or ESPnet/Lightning style ``{"model": state_dict}``."""
+    state = load_weights(path, what, mmap)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict (got {type(state).__name__})")
+    return state
 
 
 def load_strict(model: torch.nn.Module, state: dict, source: str, target: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 import torch
 
-from espnet_kalle.checkpoint import load_strict
+from espnet_kalle.checkpoint import load_state_dict, load_strict
 from espnet_kalle.codec.flow_vae import FlowVAE
 
 CODEC_NAME = "flow_vae"
@@ -55,24 +55,6 @@ def _read_config(config_path: Path) -> Dict[str, Any]:
     return config
 
 
-def _read_state_dict(model_path: Path) -> Dict[str, torch.Tensor]:
-    if not model_path.is_file():
-        raise FileNotFoundError(f"codec model file not found: {model_path}")
-    try:
-        state = torch.load(model_path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for truncated/foreign files (IndexError, EOFError, ...)
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(
-            f"cannot read {model_path} as a weights-only torch checkpoint (corrupt, or not a model file; ESPnet's "
-            f"checkpoint.pth also holds trainer state: use a model file such as latest.pth): {first_line}"
-        ) from e
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{model_path} does not hold a state dict (got {type(state).__name__})")
-    return state
-
-
 def _generator_state(state: Mapping[str, Any], model_path: Path) -> Dict[str, torch.Tensor]:
     for prefix in _PREFIXES:
         sub = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -89,6 +71,6 @@ def load_flow_vae(
     config_path, model_path = Path(config_path), Path(model_path)
     config = _read_config(config_path)
     model = FlowVAE(**generator_kwargs(config.get("codec_conf")))
-    state = _generator_state(_read_state_dict(model_path), model_path)
+    state = _generator_state(load_state_dict(model_path, "codec model file"), model_path)
     load_strict(model, state, str(model_path), f"the Flow-VAE of {config_path}")
     return model.to(device).eval()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from espnet_kalle.checkpoint import load_weights, save_atomic
+from espnet_kalle.checkpoint import load_state_dict, save_atomic
 from espnet_kalle.tts.load import read_train_config
 from espnet_kalle.voice import Voice
 
@@ -98,19 +98,13 @@ def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, An
     return meta
 
 
-def _read_state(path: Path) -> Dict[str, Any]:
-    state = load_weights(path, "model file")
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    return state
-
-
 def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
          n_voices: int = 6, name: Optional[str] = None, half: bool = False, int8_lm: bool = False) -> Path:
     """``int8_lm`` marks the dir so the synthesizer generates with an int8 backbone by default (weights stay float)."""
     config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
     codec_conf = yaml.safe_load(Path(codec_config).read_text(encoding="utf-8"))
-    meta = write_model_dir(out, config, _read_state(lm_model), codec_conf, _read_state(codec_model), name, half,
+    meta = write_model_dir(out, config, load_state_dict(lm_model, "LM model file"), codec_conf,
+                           load_state_dict(codec_model, "codec model file"), name, half,
                            {"int8_lm": True} if int8_lm else None)
 
     from espnet_kalle.synthesizer import KalleSynthesizer

@@ -109,15 +109,12 @@ def count_lm_parameters(state: Dict[str, Any]) -> Tuple[int, int]:
 
 def lm_parameters(exp_dir: Path) -> Optional[Tuple[int, int]]:
     """Parameter counts from the first model file the experiment has (None before training finished)."""
-    import torch
+    from espnet_kalle.checkpoint import load_state_dict
 
     for rel in MODEL_FILES:
         path = exp_dir / rel
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            if isinstance(state, dict) and isinstance(state.get("model"), dict):
-                state = state["model"]
-            return count_lm_parameters(state)
+            return count_lm_parameters(load_state_dict(path, "LM model file", mmap=True))
     return None
 
 
