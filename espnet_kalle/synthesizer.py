@@ -76,6 +76,9 @@ class KalleSynthesizer:
         self._lock = threading.Lock()
         self.int8 = int8  # generate with an int8 copy of the LM backbone (adapt() still trains the float LM)
         self._int8_lm: Optional[KalleLM] = None
+        # Frames per decoder call after the first: streamed audio then arrives in bursts of this many 80 ms chunks
+        # (4: 320 ms, produced in a few LM steps); 1 decodes every frame alone, ~4x the decoder's cost per frame.
+        self.decode_block_frames = 4
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -279,6 +282,10 @@ class KalleSynthesizer:
         config = self.model.generation_config(temperature=temperature)
         decoder = self.codec.stream_decoder()
         resampler = FrameRateChanger(speed)
+        # The first frame is decoded alone (time to first audio); later ones in blocks, since a decoder call on one
+        # frame costs nearly what a call on several does (reading the weights dominates at this size).
+        pending: List[torch.Tensor] = []
+        block = 1
         bos = getattr(self.tokenizer, "bos_id", None)
         for piece in self.model.split_text(torch.tensor(ids)):
             if voice.prompt_ids is not None and bos is not None and piece.numel() and int(piece[0]) == bos:
@@ -291,10 +298,14 @@ class KalleSynthesizer:
                 for z, _ in steps:
                     if cancel is not None and cancel.is_set():
                         return
-                    for frame in resampler.push(z[0]):
-                        yield from self._chunks(decoder.push(frame.view(1, -1, 1)))
+                    pending.extend(resampler.push(z[0]))
+                    if len(pending) >= block:
+                        yield from self._chunks(decoder.push(torch.stack(pending, dim=-1)[None]))
+                        pending, block = [], self.decode_block_frames
             finally:
                 steps.close()
+        if pending:
+            yield from self._chunks(decoder.push(torch.stack(pending, dim=-1)[None]))
         yield from self._chunks(decoder.flush())
 
     def _chunks(self, wav: torch.Tensor) -> Iterator[np.ndarray]:

@@ -196,3 +196,16 @@ def test_resynthesize_keeps_length_and_rejects_empty(synth, prompt_wav):
     assert not np.allclose(out, wav)
     with pytest.raises(ValueError, match="0 samples"):
         synth.resynthesize(np.zeros(0, dtype=np.float32))
+
+
+def test_block_decoding_streams_the_same_audio_as_frame_by_frame(synth):
+    """Decoding several frames per call (the default after the first) must not change a sample."""
+    text = "a sentence long enough to take many frames to say."
+    blocked = list(synth.stream(text, voice="low-1", seed=4))
+    try:
+        synth.decode_block_frames = 1
+        single = list(synth.stream(text, voice="low-1", seed=4))
+    finally:
+        synth.decode_block_frames = 4
+    assert len(blocked) == len(single) > 5
+    np.testing.assert_allclose(np.concatenate(blocked), np.concatenate(single), atol=1e-5, rtol=0)

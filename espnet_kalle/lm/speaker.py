@@ -222,10 +222,11 @@ def _vector_bn(bn: nn.BatchNorm1d, x: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------- Gaussian speaker distribution
 
-def kl_to_standard_normal(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, I)), summed over the last dim and averaged over the rest."""
+def kl_to_standard_normal(mu: torch.Tensor, log_sigma: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """KL(N(mu, sigma^2) || N(0, I)), summed over the last dim and averaged over the rest (``reduce=False``: not
+    averaged, one value per item)."""
     kl = 0.5 * (mu.pow(2) + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma).sum(-1)
-    return kl.mean()
+    return kl.mean() if reduce else kl
 
 
 def prior_sample(speaker_dim: int, seed: int) -> torch.Tensor:

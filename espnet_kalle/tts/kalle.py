@@ -34,6 +34,7 @@ class KallE(AbsTTS):
         speaker_conf: Optional[Dict[str, Any]] = None,
         lambda_end: float = 1.0,
         lambda_speaker: float = 1.0,
+        speaker_free_bits: float = 0.0,
         end_mean: float = 1.0,
         end_log_sigma: float = 1.0,
         text_dropout: float = 0.0,
@@ -47,7 +48,12 @@ class KallE(AbsTTS):
         head_conf: Optional[Dict[str, Any]] = None,
     ):
         """``head`` picks the per-step objective (``espnet_kalle.lm.heads.HEADS``): ``gaussian_kl`` (KALL-E, default;
-        ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options."""
+        ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options.
+
+        ``speaker_free_bits`` (nats per utterance, 0 = the paper's plain KL) leaves the speaker KL unpenalised below
+        that amount (free bits, Kingma et al. 2016). Without it the speaker distribution can collapse to the prior:
+        an autoregressive LM reads the voice from its own previous frames, so a small KL price outweighs what the
+        speaker latent adds, and presets, cloning and random voices all sound alike."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -67,6 +73,9 @@ class KallE(AbsTTS):
                           head_conf=head_conf, **(lm_conf or {}))
         self.lambda_end = lambda_end
         self.lambda_speaker = lambda_speaker
+        if speaker_free_bits < 0:
+            raise ValueError(f"speaker_free_bits must be >= 0, got {speaker_free_bits}")
+        self.speaker_free_bits = speaker_free_bits
         self.end = EndDistribution(end_mean, end_log_sigma)
         self.text_dropout = text_dropout
         self.fs = sample_rate
@@ -106,19 +115,21 @@ class KallE(AbsTTS):
         feats = feats[:, : int(feats_lengths.max())]
         mu, log_sigma, mel = self.split_feats(feats)
         z_in = mu + log_sigma.exp() * torch.randn_like(mu)  # teacher forcing with posterior samples
-        speaker, kl_speaker_sum = None, feats.new_zeros(())
+        speaker, kl_speaker_sum, kl_speaker_cost = None, feats.new_zeros(()), feats.new_zeros(())
         if self.speaker is not None:
             mel_lengths = feats_lengths * (mel.shape[-1] // feats.shape[1])
             s_mu, s_log_sigma = self.speaker.from_logmel(mel, mel_lengths)
             speaker = self.speaker.sample(s_mu, s_log_sigma)
-            kl_speaker_sum = kl_to_standard_normal(s_mu, s_log_sigma) * text.shape[0]
+            kl_items = kl_to_standard_normal(s_mu, s_log_sigma, reduce=False)
+            kl_speaker_sum = kl_items.sum()
+            kl_speaker_cost = kl_items.clamp(min=self.speaker_free_bits).sum()
         drop = None
         if self.training and self.text_dropout > 0:
             drop = torch.rand(text.shape[0], device=text.device) < self.text_dropout
         hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
         terms = self.lm.head.loss(hidden, mu, log_sigma, feats_lengths, z_in)
         n_frames = terms["n_frames"]
-        loss = terms["loss"] + self.lambda_speaker * kl_speaker_sum / n_frames
+        loss = terms["loss"] + self.lambda_speaker * kl_speaker_cost / n_frames
         batch_size = text.shape[0]
         stats = dict(loss=loss.detach(), **terms["stats"], kl_speaker=(kl_speaker_sum / batch_size).detach())
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)

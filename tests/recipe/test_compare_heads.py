@@ -81,6 +81,7 @@ def test_driver_dry_run_prints_one_stage_6_to_9_run_per_head(tmp_path):
     opts = [dict(zip(r[1::2], r[2::2])) for r in runs]
     for o in opts:
         assert (o["--stage"], o["--stop_stage"], o["--dry_run"], o["--lm_args"]) == ("6", "9", "true", "--max_epoch 2")
+        assert o["--decode_config"] == "conf/decode_compare_heads.yaml"  # every head decodes the same systems
     assert [o["--lm_config"] for o in opts] == [str(config_of("mini", h).relative_to(RECIPE)) for h in HEADS]
     tags = [o["--lm_tag"] for o in opts]
     assert len(set(tags)) == 3 and all(t.endswith(h) for t, h in zip(tags, HEADS))
@@ -88,6 +89,7 @@ def test_driver_dry_run_prints_one_stage_6_to_9_run_per_head(tmp_path):
     for tag in tags:
         assert re.search(rf"\) Stage 6: .* training -> exp/lm_{tag}\n", out.stderr)
         assert f"-> exp/lm_{tag}/decode_test/scoring/RESULTS.md" in out.stderr
+        assert f"--out_dir exp/lm_{tag}/decode_test --device cpu --config conf/decode_compare_heads.yaml" in out.stderr
     merge = [line for line in out.stderr.splitlines() if "-m espnet_kalle.recipe.compare" in line]
     assert len(merge) == 1 and "--out exp/compare_heads/RESULTS.md" in merge[0]
     assert all(f"--exp {h}=exp/lm_{t}" in merge[0] for h, t in zip(HEADS, tags))
@@ -181,3 +183,12 @@ def test_merge_shows_what_is_missing_or_unequal(tmp_path):
     text = out.read_text()
     assert "|b|-|-|-|-|-|-|-|" in text
     assert "different backbones" in text and "b has no scoring results" in text and "b: no model file" in text
+
+
+def test_comparison_decodes_the_clone_system_with_the_full_decodes_options():
+    from espnet_kalle.recipe.decode import load_config
+
+    compare_conf = load_config(RECIPE / "conf" / "decode_compare_heads.yaml")
+    full = load_config(RECIPE / "conf" / "decode.yaml")
+    assert compare_conf["systems"] == {"presets": 0, "clone": True, "ttt": False, "resynth": False}
+    assert compare_conf["synthesize"] == full["synthesize"]  # same sampling as the main decode

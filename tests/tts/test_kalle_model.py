@@ -40,6 +40,24 @@ def test_forward_reports_terms_and_speaker_kl():
     assert model.speaker.encoder.stem.conv.weight.grad.abs().sum() > 0  # the speaker encoder trains jointly
 
 
+def test_speaker_free_bits_leave_a_small_speaker_kl_unpenalised():
+    """Below the free bits the speaker KL costs a constant (no gradient pushes it to the prior); above, it counts."""
+    plain, free = build().train(), build(speaker_free_bits=1e6).train()
+    free.load_state_dict(plain.state_dict())
+    torch.manual_seed(3)
+    loss_plain, stats, _ = plain(*batch())
+    torch.manual_seed(3)
+    loss_free, stats_free, _ = free(*batch())
+    torch.testing.assert_close(stats_free["kl_speaker"], stats["kl_speaker"])  # reports the true KL either way
+    n_frames, batch_size = 10, 2
+    kl_sum = stats["kl_speaker"] * batch_size
+    torch.testing.assert_close(loss_free - loss_plain, (1e6 * batch_size - kl_sum) / n_frames)
+    loss_free.backward()  # a constant cost: the speaker encoder is trained by the frame loss alone
+    assert free.speaker.encoder.stem.conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="speaker_free_bits"):
+        build(speaker_free_bits=-1.0)
+
+
 def test_loss_equals_terms_with_fixed_noise():
     model = build(speaker_conf=None).eval()
     text, text_lengths, feats, lengths = batch()

@@ -28,7 +28,8 @@ expdir=exp
 dumpdir=dump
 train_set=train
 test_sets=test
-system=clone            # decode system of the comparison table (conf/decode.yaml: clone, ttt, preset_<voice>)
+system=clone            # decode system of the comparison table (clone, ttt, preset_<voice>)
+decode_config=conf/decode_compare_heads.yaml  # stage 8 systems per head (conf/decode.yaml decodes them all)
 compare_dir=""          # where RESULTS.md goes (default: <expdir>/compare_heads)
 dry_run=false           # print the commands (each head's run.sh runs with --dry_run true) instead of running them
 python=python3
@@ -64,7 +65,7 @@ for head in ${heads}; do
     log "head ${head}: $(lm_config_of "${head}") -> ${expdir}/lm_$(lm_tag_of "${head}") (stages ${stage}-${stop_stage})"
     cmd=("${recipe}" --stage "${stage}" --stop_stage "${stop_stage}" --lm_config "$(lm_config_of "${head}")"
          --lm_tag "$(lm_tag_of "${head}")" --expdir "${expdir}" --dumpdir "${dumpdir}" --train_set "${train_set}"
-         --test_sets "${test_sets}" --dry_run "${dry_run}")
+         --test_sets "${test_sets}" --decode_config "${decode_config}" --dry_run "${dry_run}")
     [ -z "${lm_args}" ] || cmd+=(--lm_args "${lm_args}")
     # shellcheck disable=SC2206
     cmd+=(${run_args})
