@@ -25,6 +25,26 @@ def _tasks_for(module: str) -> Optional[List[str]]:
     return [max(matches, key=len)] if matches else None
 
 
+def refuse_runtime_downloads() -> None:
+    """Make ``nltk.download`` a no-op that says so.
+
+    ESPnet's text preprocessing imports ``g2p_en``, which calls ``nltk.download`` at import time whether or not a
+    g2p is used (ours is ``none``). Nothing here may fetch data at run time: a g2p that needs NLTK data should have
+    it installed beforehand, and then never reaches this.
+    """
+    try:
+        import nltk
+    except ImportError:
+        return
+
+    def refuse(info_or_id=None, *args, **kwargs) -> bool:
+        print(f"espnet_kalle.run: not downloading NLTK data {info_or_id!r} at run time (install it beforehand "
+              "if a g2p needs it)", file=sys.stderr)
+        return False
+
+    nltk.download = refuse
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] != "-m" or argv[1].startswith("-"):
@@ -45,6 +65,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         raise SystemExit(2)
     from espnet_kalle.tasks.registry import register
 
+    refuse_runtime_downloads()  # before register(): importing ESPnet's tasks imports g2p_en
     register(_tasks_for(module))
     sys.argv = [module] + rest
     runpy.run_module(module, run_name="__main__", alter_sys=True)

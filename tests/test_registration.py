@@ -1,5 +1,6 @@
 """Registration of espnet-kalle's models with ESPnet's stock tasks, and the ``espnet_kalle.run`` wrapper."""
 
+import os
 import subprocess
 import sys
 
@@ -100,3 +101,14 @@ def test_run_wrapper_usage_errors(argv):
     proc = run_python("-m", "espnet_kalle.run", *argv)
     assert proc.returncode == 2
     assert "usage: python -m espnet_kalle.run -m espnet2.bin.<module>" in proc.stderr
+
+
+def test_run_wrapper_never_downloads_nltk_data(tmp_path):
+    """ESPnet's preprocessing imports g2p_en, which calls nltk.download on import: the wrapper must refuse it."""
+    env = {**os.environ, "NLTK_DATA": str(tmp_path)}  # no NLTK data: g2p_en would fetch it
+    proc = subprocess.run([sys.executable, "-m", "espnet_kalle.run", "-m", "espnet2.bin.tts_train", "--help"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "not downloading NLTK data 'cmudict' at run time" in proc.stderr
+    assert "[nltk_data]" not in proc.stderr + proc.stdout  # nltk's own downloader never started
+    assert list(tmp_path.iterdir()) == []
