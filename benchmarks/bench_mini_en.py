@@ -14,8 +14,8 @@ What is timed (median of --repeats after one warm-up call per sentence; RTF = co
 - KALL-E: ``KalleSynthesizer.synthesize(text, voice, seed)`` = LM generation + Flow-VAE decoding, per sentence;
   TTFA = time from calling ``stream(text)`` to its first chunk on the 10-word sentence, plus the total stream time.
   Parameters = LM + Flow-VAE decoder (the parts used at inference; not the Flow-VAE encoder/flow, nor the speaker
-  encoder, which only cloning uses). ``--int8`` adds a row with the LM's nn.Linear layers dynamically quantised
-  (``torch.ao.quantization.quantize_dynamic``, qint8); the synthesizer has no such option of its own.
+  encoder, which only cloning uses). ``--int8`` adds a row with the synthesizer's own int8 mode (``int8=True`` /
+  ``kalle-tts --int8``: the LM backbone's nn.Linear layers dynamically quantised to qint8).
 - VITS (espnet2.gan_tts.vits VITSGenerator, weight norm off): its hidden/decoder widths are scaled together until
   its inference parameters (all but the posterior encoder) match KALL-E's total. Random durations would give any
   length, so the output length is forced to KALL-E's: the stochastic duration predictor runs (and is timed) on the
@@ -205,7 +205,7 @@ def main() -> None:
     rows: Dict[str, Row] = {}
     rows["KALL-E"], seconds = bench_kalle(synth, target, args)
     if args.int8:
-        synth.model.lm = torch.ao.quantization.quantize_dynamic(synth.model.lm, {torch.nn.Linear}, torch.qint8)
+        synth.int8 = True  # what kalle-tts --int8 uses
         rows["KALL-E, int8 LM"] = bench_kalle(synth, target, args)[0]
 
     def vits_params(m: torch.nn.Module) -> int:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
-from espnet_kalle.lm.kv_cache import GrowingCache
+from transformers import DynamicCache
 
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
@@ -97,7 +97,7 @@ def iter_generate(
 
     inputs, mask = _left_pad(list(prefixes) + list(unconditional_prefixes or []) if guided else list(prefixes))
     positions = (mask.cumsum(1) - 1).clamp(min=0)
-    cache = GrowingCache() if config.use_cache else None
+    cache = DynamicCache() if config.use_cache else None
     hidden = _last_hidden(model, inputs, mask, positions, cache)
     active = torch.ones(batch, dtype=torch.bool)
     n_done = 0  # frames generated so far
