@@ -33,7 +33,6 @@ HEADS: Dict[str, Callable[[], torch.nn.Module]] = {
 }
 
 
-
 def stream_once(decoder: torch.nn.Module, z: torch.Tensor) -> tuple[float, float, torch.Tensor]:
     """Push one frame at a time; returns (total seconds, seconds to the first non-empty chunk, audio)."""
     stream = StreamDecoder(decoder, LATENT_DIM)

@@ -67,7 +67,6 @@ class Row:
     stream_s: Optional[float] = None
 
 
-
 def n_params(module: torch.nn.Module, skip: Tuple[str, ...] = ()) -> int:
     return sum(p.numel() for name, p in module.named_parameters() if not name.startswith(skip))
 

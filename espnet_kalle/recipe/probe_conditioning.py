@@ -66,8 +66,7 @@ def probe(model_dir: str, data_dir: Path, num_utts: int = 40, seed: int = 0) -> 
                                                                              .view(1, 1, -1)))
         z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
         ids = torch.tensor(synth.tokenizer(texts[utt]))
-        other_text = texts[utts[(i + len(utts) // 2) % len(utts)]] if len(utts) > 1 else texts[utt]
-        other_ids = torch.tensor(synth.tokenizer(other_text))
+        other_ids = torch.tensor(synth.tokenizer(texts[utts[(i + len(utts) // 2) % len(utts)]]))
         own = speakers.get(utt)
         variants = {"own text": (lm, ids, own), "other text": (lm, other_ids, own), "int8 LM": (int8_lm, ids, own)}
         if has_speaker:
