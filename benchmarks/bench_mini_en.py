@@ -6,7 +6,7 @@ VITS and Transformer-TTS of about the same size, built in-process with random we
 training), so the comparison is against models a user of ESPnet would otherwise pick.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_mini_en.py [--model mini-en | MODEL_DIR] [--threads 2]
-        [--repeats 3] [--voice NAME] [--seed 0] [--int8]
+        [--repeats 3] [--voice NAME] [--seed 0] [--int8] [--pytorch-steps]
 
 Run on an idle machine: other processes make OpenMP threads spin and the numbers several times worse.
 
@@ -15,7 +15,10 @@ What is timed (median of --repeats after one warm-up call per sentence; RTF = co
   TTFA = time from calling ``stream(text)`` to its first chunk on the 10-word sentence, plus the total stream time.
   Parameters = LM + Flow-VAE decoder (the parts used at inference; not the Flow-VAE encoder/flow, nor the speaker
   encoder, which only cloning uses). ``--int8`` adds a row with the synthesizer's own int8 mode (``int8=True`` /
-  ``kalle-tts --int8``: the LM backbone's nn.Linear layers dynamically quantised to qint8).
+  ``kalle-tts --int8``: int8 MatMul weights in the LM's per-frame step). The per-frame step runs in onnxruntime
+  (``KalleSynthesizer.onnx_steps``); ``--pytorch-steps`` adds rows with eager PyTorch steps (torch's dynamic int8
+  Linear layers for int8), the path before onnxruntime. With ``--threads 1`` on a 2-core machine the LM samples in a
+  worker thread while the caller's thread decodes (``KalleSynthesizer.run_ahead``): two threads in all.
 - VITS (espnet2.gan_tts.vits VITSGenerator, weight norm off): its hidden/decoder widths are scaled together until
   its inference parameters (all but the posterior encoder) match KALL-E's total. Random durations would give any
   length, so the output length is forced to KALL-E's: the stochastic duration predictor runs (and is timed) on the
@@ -41,6 +44,7 @@ import numpy as np
 import torch
 
 from espnet_kalle import KalleSynthesizer
+from espnet_kalle.run_ahead import usable_cores
 from timing import median_seconds  # benchmarks/timing.py
 
 SENTENCES = {
@@ -191,21 +195,28 @@ def main() -> None:
     parser.add_argument("--voice", default=None, help="preset voice (default: the model's default voice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--int8", action="store_true", help="also time the LM with dynamic int8 nn.Linear layers")
+    parser.add_argument("--pytorch-steps", action="store_true",
+                        help="also time KALL-E with eager PyTorch LM steps instead of onnxruntime")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     synth = load(args.model)
     lm_params, dec_params = n_params(synth.model.lm), n_params(synth.codec.decoder)
     target = lm_params + dec_params
     vocab = len(getattr(synth.tokenizer, "token_list", None) or synth.tokenizer.tokenizer)
-    print(f"torch {torch.__version__}, {args.threads} threads, model {synth.name!r} at {synth.sample_rate} Hz, "
+    ahead = torch.get_num_threads() < usable_cores()  # KalleSynthesizer.run_ahead's automatic choice
+    print(f"torch {torch.__version__}, {args.threads} threads (+ LM worker thread: {'yes' if ahead else 'no'}), "
+          f"model {synth.name!r} at {synth.sample_rate} Hz, "
           f"median of {args.repeats}; KALL-E params: LM {lm_params / 1e6:.2f}M + Flow-VAE decoder "
           f"{dec_params / 1e6:.2f}M")
 
     rows: Dict[str, Row] = {}
-    rows["KALL-E"], seconds = bench_kalle(synth, target, args)
-    if args.int8:
-        synth.int8 = True  # what kalle-tts --int8 uses
-        rows["KALL-E, int8 LM"] = bench_kalle(synth, target, args)[0]
+    seconds: Dict[str, float] = {}
+    for int8 in (False, True) if args.int8 else (False,):
+        for onnx_steps in (True, False) if args.pytorch_steps else (True,):
+            synth.int8, synth.onnx_steps = int8, onnx_steps  # int8: what kalle-tts --int8 uses
+            name = "KALL-E" + (", int8 LM" if int8 else "") + ("" if onnx_steps else ", PyTorch steps")
+            rows[name], lengths = bench_kalle(synth, target, args)
+            seconds = seconds or lengths  # the baselines make as much audio as the first (float) row
 
     def vits_params(m: torch.nn.Module) -> int:
         return n_params(m, ("posterior_encoder",))

@@ -4,6 +4,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import soundfile as sf
 import torch
@@ -56,17 +57,28 @@ def test_stream_yields_80ms_chunks_equal_to_synthesize(synth):
                                                                             seed=3))
 
 
-def test_first_chunk_comes_after_the_first_lm_step(synth):
-    steps = []
-    handle = synth.model.lm.head.register_forward_hook(lambda *a: steps.append(1))
+@pytest.mark.parametrize("run_ahead", [True, False])
+def test_first_chunk_comes_after_the_first_lm_step(synth, run_ahead):
+    """The LM's second step waits (in whichever thread runs it) until the first chunk has arrived: a stream
+    that needed more than one LM step before its first audio would time out here."""
+    steps, first_chunk_out, timed_out = [], threading.Event(), []
+
+    def hook(*_):
+        steps.append(1)
+        if len(steps) == 2 and not first_chunk_out.wait(timeout=5):
+            timed_out.append(True)
+
+    handle = synth.model.lm.head.register_forward_hook(hook)
+    synth.run_ahead = run_ahead
     try:
         stream = synth.stream("a sentence long enough to take many frames to say.", seed=0)
         next(stream)
-        at_first_chunk = len(steps)
+        first_chunk_out.set()
         list(stream)
     finally:
         handle.remove()
-    assert at_first_chunk == 1 and len(steps) > 5
+        synth.run_ahead = None
+    assert not timed_out and len(steps) > 5
 
 
 def test_cancel_stops_generation_within_a_frame(synth):
@@ -172,16 +184,55 @@ def test_prompt_checks(synth, prompt_wav, tmp_path):
 
 def test_int8_generates_with_quantized_backbone_and_keeps_the_float_lm(tiny_model_dir, prompt_wav):
     fast = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=True)
-    lm = fast._lm_for(fast.voice("mid-1"))
-    assert lm is not fast.model.lm
-    kinds = {type(m).__module__ for m in lm.backbone.modules() if "Linear" in type(m).__name__}
-    assert any("quantized" in k for k in kinds)
+    lm, step = fast._generator_for(fast.voice("mid-1"))
+    assert lm is fast.model.lm and step is not None  # onnxruntime runs the frames with int8 MatMuls
+    ops = {node.op_type for node in onnx.load_from_string(step.model_bytes).graph.node}
+    assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
     assert isinstance(fast.model.lm.backbone.layers[0].mlp.up_proj, torch.nn.Linear)  # float LM kept for TTT
     a = fast.synthesize("hello world.", voice="low-1", seed=1)
     np.testing.assert_array_equal(a, fast.synthesize("hello world.", voice="low-1", seed=1))
     voice = fast.adapt(prompt_wav, PROMPT_TEXT, steps=2, n_samples=4, learning_rate=1e-2)
+    adapted_lm, adapted_step = fast._generator_for(voice)
+    assert adapted_lm is not fast.model.lm and adapted_step not in (None, step)
     assert fast.synthesize("hello.", voice=voice).size > 0
+    fast.onnx_steps = False  # the PyTorch path: a copy of the LM with torch's dynamic int8 Linear layers
+    torch_lm, no_step = fast._generator_for(fast.voice("mid-1"))
+    assert no_step is None and torch_lm is not fast.model.lm
+    assert any("quantized" in type(m).__module__ for m in torch_lm.backbone.modules())
+    assert fast.synthesize("hello world.", voice="low-1", seed=1).size > 0
     assert not KalleSynthesizer.from_pretrained(tiny_model_dir).int8  # float unless asked or the model dir says so
+
+
+def test_onnx_steps_follow_the_pytorch_path(synth):
+    """Same seed, same voice: the onnxruntime step and PyTorch's give the same speech up to float rounding."""
+    text = "a sentence long enough to take many frames to say."
+    ours = synth.synthesize(text, voice="mid-1", seed=6)
+    try:
+        synth.onnx_steps = False
+        reference = synth.synthesize(text, voice="mid-1", seed=6)
+    finally:
+        synth.onnx_steps = True
+    assert ours.size == reference.size > 1280 * 5
+    np.testing.assert_allclose(ours, reference, atol=1e-3, rtol=0)
+
+
+def test_run_ahead_by_default_only_with_a_core_to_spare(synth, monkeypatch):
+    import espnet_kalle.synthesizer as module
+
+    threads = []
+    monkeypatch.setattr(module, "run_ahead", lambda items, name: threads.append(name) or items)
+    monkeypatch.setattr(module, "usable_cores", lambda: 2)
+    synth.run_ahead = None
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        synth.synthesize("hi.")
+        assert threads == []
+        torch.set_num_threads(1)
+        synth.synthesize("hi.")
+        assert threads == ["kalle-lm"]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def test_resynthesize_keeps_length_and_rejects_empty(synth, prompt_wav):
@@ -206,6 +257,19 @@ def test_block_decoding_streams_the_same_audio_as_frame_by_frame(synth):
         synth.decode_block_frames = 1
         single = list(synth.stream(text, voice="low-1", seed=4))
     finally:
-        synth.decode_block_frames = 4
+        synth.decode_block_frames = 16
     assert len(blocked) == len(single) > 5
     np.testing.assert_allclose(np.concatenate(blocked), np.concatenate(single), atol=1e-5, rtol=0)
+
+
+def test_lm_running_ahead_of_the_decoder_streams_the_same_audio(synth):
+    text = "a sentence long enough to take many frames to say. and a second one."
+    try:
+        synth.run_ahead = True
+        ahead = list(synth.stream(text, voice="high-1", seed=5))
+        synth.run_ahead = False
+        inline = list(synth.stream(text, voice="high-1", seed=5))
+    finally:
+        synth.run_ahead = None
+    assert len(ahead) == len(inline) > 5
+    np.testing.assert_array_equal(np.concatenate(ahead), np.concatenate(inline))

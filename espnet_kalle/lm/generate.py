@@ -18,6 +18,7 @@ from transformers import DynamicCache
 
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep
 
 
 @dataclass
@@ -70,6 +71,7 @@ def iter_generate(
     config: GenerationConfig = GenerationConfig(),
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
+    decode_step: Optional[OnnxDecodeStep] = None,
 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Yield (z [B, D], emitted [B] bool) once per frame until every item has stopped.
 
@@ -77,6 +79,8 @@ def iter_generate(
     needed when ``config.guidance_weight`` > 0. A stopped item's rows are still computed but not emitted.
     The head (``model.head``) decides stop and draws the frames of a step; a head with r frames per step (MELLE's
     reduction factor) yields r frames per LM step, so frame counts (min/max) may overshoot by up to r - 1.
+    ``decode_step`` runs every step after the prompt in onnxruntime; it applies to one item with the KV cache and
+    without guidance, and other calls ignore it.
     """
     batch = len(prefixes)
     guided = config.guidance_weight > 0
@@ -99,6 +103,9 @@ def iter_generate(
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache() if config.use_cache else None
     hidden = _last_hidden(model, inputs, mask, positions, cache)
+    onnx_past = None
+    if decode_step is not None and cache is not None and not guided and batch == 1:
+        onnx_past = decode_step.start(cache)
     active = torch.ones(batch, dtype=torch.bool)
     n_done = 0  # frames generated so far
     while True:
@@ -123,7 +130,10 @@ def iter_generate(
         step = model.audio_linear(torch.cat([z, z]) if guided else z)[:, None]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         next_pos = positions[:, -1:] + 1
-        if cache is not None:
+        if onnx_past is not None:
+            positions = next_pos
+            hidden = decode_step(step, int(positions), onnx_past)
+        elif cache is not None:
             positions = next_pos
             hidden = _last_hidden(model, step, mask, positions, cache)
         else:
@@ -139,10 +149,12 @@ def generate(
     config: GenerationConfig = GenerationConfig(),
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
+    decode_step: Optional[OnnxDecodeStep] = None,
 ) -> List[torch.Tensor]:
     """Run ``iter_generate`` to the end; returns one [T_i, D] tensor of latents per item (stop frame dropped)."""
     frames: List[List[torch.Tensor]] = [[] for _ in prefixes]
-    for z, emitted in iter_generate(model, prefixes, text_lengths, config, generators, unconditional_prefixes):
+    for z, emitted in iter_generate(model, prefixes, text_lengths, config, generators, unconditional_prefixes,
+                                    decode_step):
         for i in torch.nonzero(emitted).flatten().tolist():
             frames[i].append(z[i])
     dim = model.latent_dim

@@ -3,6 +3,8 @@
 Per-frame generation of a small LM on CPU is bound by reading the Linear weights; storing them as int8 (activations
 stay float, scales computed per call) cuts that ~4x. Only the Transformer's Linear layers are quantised: the input
 projections and the distribution head stay float, so the predicted (mu, sigma) keep full precision.
+The synthesizer uses this PyTorch copy only where its onnxruntime step (``onnx_step.py``) does not apply: backbones
+too large to export, or ``onnx_steps = False``.
 """
 
 from __future__ import annotations

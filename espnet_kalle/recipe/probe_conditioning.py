@@ -8,7 +8,8 @@ distributions are scored by KL(q || p) per frame, averaged over frames and utter
 - text: the utterance's own transcript vs another utterance's (the gap is what the LM reads from the text);
 - speaker (models with a speaker encoder): the recording's own speaker latent vs zeros (the prior mean) vs the
   latent of another speaker's recording (no gap: the speaker latent is ignored, e.g. a collapsed speaker KL);
-- weights: the float LM vs its int8 copy (``KalleSynthesizer(int8=True)``), the cost of quantisation.
+- weights: the float LM vs a copy with torch's dynamic int8 Linear layers, the cost of int8 weights (the
+  synthesizer's int8 mode quantises the same MatMuls in its onnxruntime step).
 
     python -m espnet_kalle.recipe.probe_conditioning --model_dir exp/lm_train_kalle/packed --data_dir dump/raw/dev \
         [--num_utts 40] [--seed 0] [--out exp/lm_train_kalle/probe.json]

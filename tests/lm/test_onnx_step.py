@@ -1,0 +1,82 @@
+"""The backbone's generation step in onnxruntime: same network as PyTorch (float), int8 close to it, and
+generation through it follows the PyTorch path."""
+
+import onnx
+import pytest
+import torch
+from transformers import DynamicCache
+
+from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep, can_export
+
+TEXT = torch.tensor([1, 2, 3, 4, 5, 6])
+
+
+def prompt_cache(model, prefix):
+    cache = DynamicCache()
+    with torch.inference_mode():
+        model.backbone(inputs_embeds=prefix[None], past_key_values=cache, use_cache=True)
+    return cache
+
+
+def torch_steps(model, prefix, inputs):
+    cache = prompt_cache(model, prefix)
+    out = []
+    with torch.inference_mode():
+        for i, x in enumerate(inputs):
+            position = torch.tensor([[prefix.shape[0] + i]])
+            h = model.backbone(inputs_embeds=x, position_ids=position, past_key_values=cache, use_cache=True)
+            out.append(h.last_hidden_state[:, -1])
+    return out
+
+
+def onnx_steps(step, model, prefix, inputs):
+    past = step.start(prompt_cache(model, prefix))
+    return [step(x, prefix.shape[0] + i, past) for i, x in enumerate(inputs)]
+
+
+@pytest.fixture
+def model_and_prefix(tiny_lm):
+    model = tiny_lm(speaker_dim=4)
+    with torch.inference_mode():
+        prefix = model.prefix(TEXT, torch.randn(4))
+    return model, prefix
+
+
+def test_float_step_matches_pytorch_over_a_growing_cache(model_and_prefix):
+    model, prefix = model_and_prefix
+    inputs = [torch.randn(1, 1, model.backbone.config.hidden_size) for _ in range(12)]
+    step = OnnxDecodeStep.from_backbone(model.backbone)
+    for ours, reference in zip(onnx_steps(step, model, prefix, inputs), torch_steps(model, prefix, inputs)):
+        assert ours.shape == reference.shape == (1, model.backbone.config.hidden_size)
+        torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
+
+
+def test_int8_step_quantises_the_matmuls_and_stays_close(model_and_prefix):
+    model, prefix = model_and_prefix
+    inputs = [torch.randn(1, 1, model.backbone.config.hidden_size) for _ in range(6)]
+    step = OnnxDecodeStep.from_backbone(model.backbone, int8=True)
+    ops = {node.op_type for node in onnx.load_from_string(step.model_bytes).graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLinear"}
+    ours = torch.cat(onnx_steps(step, model, prefix, inputs))
+    reference = torch.cat(torch_steps(model, prefix, inputs))
+    assert not torch.equal(ours, reference)
+    assert torch.nn.functional.cosine_similarity(ours, reference, dim=-1).min() > 0.98
+
+
+def test_generation_through_the_onnx_step_follows_pytorch(model_and_prefix):
+    model, prefix = model_and_prefix
+    config = GenerationConfig(min_frames=20, max_frames=20)
+    step = OnnxDecodeStep.from_backbone(model.backbone)
+    ours = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([7]), decode_step=step)[0]
+    reference = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([7]))[0]
+    assert ours.shape == reference.shape == (20, model.latent_dim)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    # Batches and guidance are PyTorch's: the step is ignored, not misused.
+    two = generate(model, [prefix, prefix], [6, 6], config, seeded_generators([7, 7]), decode_step=step)
+    torch.testing.assert_close(two[0], reference, atol=1e-5, rtol=1e-5)
+
+
+def test_only_small_llama_backbones_are_exported(tiny_lm):
+    assert can_export(tiny_lm().backbone)
+    assert not can_export(torch.nn.Linear(4, 4))
