@@ -44,7 +44,6 @@ import numpy as np
 import torch
 
 from espnet_kalle import KalleSynthesizer
-from espnet_kalle.run_ahead import usable_cores
 from timing import median_seconds  # benchmarks/timing.py
 
 SENTENCES = {
@@ -203,8 +202,8 @@ def main() -> None:
     lm_params, dec_params = n_params(synth.model.lm), n_params(synth.codec.decoder)
     target = lm_params + dec_params
     vocab = len(getattr(synth.tokenizer, "token_list", None) or synth.tokenizer.tokenizer)
-    ahead = torch.get_num_threads() < usable_cores()  # KalleSynthesizer.run_ahead's automatic choice
-    print(f"torch {torch.__version__}, {args.threads} threads (+ LM worker thread: {'yes' if ahead else 'no'}), "
+    worker = "yes" if synth.runs_ahead else "no"
+    print(f"torch {torch.__version__}, {args.threads} threads (+ LM worker thread: {worker}), "
           f"model {synth.name!r} at {synth.sample_rate} Hz, "
           f"median of {args.repeats}; KALL-E params: LM {lm_params / 1e6:.2f}M + Flow-VAE decoder "
           f"{dec_params / 1e6:.2f}M")

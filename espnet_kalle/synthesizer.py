@@ -119,6 +119,13 @@ class KalleSynthesizer:
         return synth
 
     @property
+    def runs_ahead(self) -> bool:
+        """Whether streaming samples in a worker thread: ``run_ahead``, or if None, whether torch leaves a core free."""
+        if self.run_ahead is not None:
+            return self.run_ahead
+        return torch.get_num_threads() < usable_cores()
+
+    @property
     def lm(self) -> KalleLM:
         """The base next-distribution LM (e.g. ``s.lm.predict_distributions(ids, latents)``)."""
         return self.model.lm
@@ -299,7 +306,7 @@ class KalleSynthesizer:
 
     def _stream_sentence(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[np.ndarray]:
         frames = self._frames(ids, voice, temperature, speed, seed, cancel)
-        if self.run_ahead if self.run_ahead is not None else torch.get_num_threads() < usable_cores():
+        if self.runs_ahead:
             frames = run_ahead(frames, name="kalle-lm")
         decoder = self.codec.stream_decoder()
         # The first frame is decoded alone (time to first audio), later ones in doubling blocks: a decoder call on

@@ -130,12 +130,12 @@ def iter_generate(
         step = model.audio_linear(torch.cat([z, z]) if guided else z)[:, None]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         next_pos = positions[:, -1:] + 1
-        if onnx_past is not None:
+        if cache is not None:
             positions = next_pos
-            hidden = decode_step(step, int(positions), onnx_past)
-        elif cache is not None:
-            positions = next_pos
-            hidden = _last_hidden(model, step, mask, positions, cache)
+            if onnx_past is not None:
+                hidden = decode_step(step, int(positions), onnx_past)
+            else:
+                hidden = _last_hidden(model, step, mask, positions, cache)
         else:
             inputs = torch.cat([inputs, step], dim=1)
             positions = torch.cat([positions, next_pos], dim=1)

@@ -56,7 +56,7 @@ def can_export(backbone: nn.Module) -> bool:
 class OnnxDecodeStep:
     """One generation step of a backbone in onnxruntime; ``start`` takes over a PyTorch prompt cache."""
 
-    def __init__(self, model_bytes: bytes, layers: int, threads: int = 1):
+    def __init__(self, model_bytes: bytes, threads: int = 1):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -67,8 +67,7 @@ class OnnxDecodeStep:
         options.log_severity_level = 3
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.model_bytes = model_bytes
-        self.layers = layers
-        self.past_names = [f"past_{kv}{i}" for i in range(layers) for kv in ("k", "v")]
+        self.past_names = [node.name for node in self.session.get_inputs()[3:]]  # after x, position, mask
 
     @classmethod
     def from_backbone(cls, backbone: LlamaModel, int8: bool = False, threads: int = 1) -> "OnnxDecodeStep":
@@ -83,8 +82,7 @@ class OnnxDecodeStep:
             torch.zeros(1, 1, 1, past + 1),
             *(torch.zeros(1, heads, past, head_dim) for _ in range(2 * layers)),
         )
-        past_names = [f"past_{kv}{i}" for i in range(layers) for kv in ("k", "v")]
-        present_names = [f"present_{kv}{i}" for i in range(layers) for kv in ("k", "v")]
+        past_names, present_names = _cache_names("past", layers), _cache_names("present", layers)
         buffer = io.BytesIO()
         step = _Step(backbone).eval()
         with warnings.catch_warnings(), torch.no_grad():
@@ -98,7 +96,7 @@ class OnnxDecodeStep:
         model_bytes = buffer.getvalue()
         if int8:
             model_bytes = _quantize_int8(model_bytes)
-        return cls(model_bytes, layers, threads)
+        return cls(model_bytes, threads)
 
     def start(self, cache: DynamicCache) -> List[np.ndarray]:
         """The step's state (keys and values per layer) from a PyTorch cache of the prompt (batch 1)."""
@@ -118,6 +116,10 @@ class OnnxDecodeStep:
         hidden, *present = self.session.run(None, feed)
         past[:] = present
         return torch.from_numpy(hidden)
+
+
+def _cache_names(prefix: str, layers: int) -> List[str]:
+    return [f"{prefix}_{kv}{i}" for i in range(layers) for kv in ("k", "v")]
 
 
 def _quantize_int8(model_bytes: bytes) -> bytes:
