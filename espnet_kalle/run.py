@@ -45,6 +45,22 @@ def refuse_runtime_downloads() -> None:
     nltk.download = refuse
 
 
+def close_process_group(wait_for_peers: bool) -> None:
+    """Tear down the ``torch.distributed`` process group ESPnet's trainer opened and never closes.
+
+    Without this, each rank's gloo (or NCCL) group is destroyed during interpreter shutdown, racing the other ranks:
+    a rank that finishes first (ranks other than 0 skip checkpoint averaging) can die with ``terminate called
+    without an active exception`` (SIGABRT) after a successful run. On success the ranks meet at a barrier first,
+    so none closes its connections while another still uses them; after a failure they do not wait for each other.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if wait_for_peers:
+        dist.barrier()
+    dist.destroy_process_group()
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] != "-m" or argv[1].startswith("-"):
@@ -68,7 +84,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     refuse_runtime_downloads()  # before register(): importing ESPnet's tasks imports g2p_en
     register(_tasks_for(module))
     sys.argv = [module] + rest
-    runpy.run_module(module, run_name="__main__", alter_sys=True)
+    completed = False
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        completed = True
+    except SystemExit as exit_:
+        completed = exit_.code in (None, 0)
+        raise
+    finally:
+        close_process_group(wait_for_peers=completed)
 
 
 if __name__ == "__main__":

@@ -112,3 +112,29 @@ def test_run_wrapper_never_downloads_nltk_data(tmp_path):
     assert "not downloading NLTK data 'cmudict' at run time" in proc.stderr
     assert "[nltk_data]" not in proc.stderr + proc.stdout  # nltk's own downloader never started
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_run_wrapper_closes_the_process_group_the_module_opened(tmp_path, monkeypatch, fails):
+    """ESPnet's trainer never destroys its process group; the wrapper must, whether the module succeeds or fails."""
+    import torch.distributed as dist
+
+    from espnet_kalle import run
+
+    (tmp_path / "opens_group.py").write_text(
+        "import torch.distributed as dist\n"
+        f"dist.init_process_group('gloo', init_method='file://{tmp_path / 'init'}', rank=0, world_size=1)\n"
+        f"if {fails}:\n    raise RuntimeError('training failed')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    try:
+        if fails:
+            with pytest.raises(RuntimeError, match="training failed"):
+                run.main(["-m", "opens_group"])
+        else:
+            run.main(["-m", "opens_group"])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
