@@ -86,7 +86,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     sys.argv = [module] + rest
     completed = False
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        # sys.modules["__main__"] stays this wrapper (alter_sys=False): processes the module starts with
+        # multiprocessing's "spawn" re-import the parent's main module, so they come back through here.
+        runpy.run_module(module, run_name="__main__", alter_sys=False)
         completed = True
     except SystemExit as exit_:
         completed = exit_.code in (None, 0)
@@ -97,3 +99,11 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 if __name__ == "__main__":
     main()
+elif __name__ == "__mp_main__":
+    # A worker the wrapped module started with multiprocessing's "spawn" (ESPnet's one process per GPU): it starts
+    # from a fresh interpreter, re-imports the main module under this name, and then builds the model by name, so
+    # it needs our classes registered as the parent had them. sys.argv is the parent's ([module, ...]).
+    from espnet_kalle.tasks.registry import register as _register
+
+    refuse_runtime_downloads()
+    _register(_tasks_for(sys.argv[0]) if sys.argv else None)

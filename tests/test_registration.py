@@ -138,3 +138,28 @@ def test_run_wrapper_closes_the_process_group_the_module_opened(tmp_path, monkey
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_processes_spawned_by_the_wrapped_module_see_our_models(tmp_path):
+    """ESPnet's multi-GPU mode starts one ``spawn`` process per GPU running ``Task.main_worker``, which builds the
+    model by name: those processes must have our classes registered too, not only the wrapper's own process."""
+    (tmp_path / "child_target.py").write_text(
+        "def report(path):\n"
+        "    from espnet2.tasks.gan_codec import codec_choices\n"
+        "    open(path, 'w').write(' '.join(codec_choices.classes))\n"
+    )
+    (tmp_path / "spawns_workers.py").write_text(
+        "import multiprocessing, sys\n"
+        "from child_target import report\n"
+        "if __name__ == '__main__':\n"
+        "    worker = multiprocessing.get_context('spawn').Process(target=report, args=(sys.argv[1],))\n"
+        "    worker.start()\n"
+        "    worker.join()\n"
+        "    sys.exit(worker.exitcode)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    out = tmp_path / "choices.txt"
+    run = subprocess.run([sys.executable, "-m", "espnet_kalle.run", "-m", "spawns_workers", str(out)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "flow_vae" in out.read_text().split()
