@@ -45,6 +45,15 @@ def refuse_runtime_downloads() -> None:
     nltk.download = refuse
 
 
+def register_for(module: str) -> None:
+    """Register the models ``module`` needs, after disarming NLTK downloads (importing ESPnet's tasks imports
+    g2p_en, which would download)."""
+    from espnet_kalle.tasks.registry import register
+
+    refuse_runtime_downloads()
+    register(_tasks_for(module))
+
+
 def close_process_group(wait_for_peers: bool) -> None:
     """Tear down the ``torch.distributed`` process group ESPnet's trainer opened and never closes.
 
@@ -79,10 +88,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not found:
         print(f"espnet_kalle.run: no module named {module!r}\n{USAGE}", file=sys.stderr)
         raise SystemExit(2)
-    from espnet_kalle.tasks.registry import register
-
-    refuse_runtime_downloads()  # before register(): importing ESPnet's tasks imports g2p_en
-    register(_tasks_for(module))
+    register_for(module)
     sys.argv = [module] + rest
     completed = False
     try:
@@ -103,7 +109,4 @@ elif __name__ == "__mp_main__":
     # A worker the wrapped module started with multiprocessing's "spawn" (ESPnet's one process per GPU): it starts
     # from a fresh interpreter, re-imports the main module under this name, and then builds the model by name, so
     # it needs our classes registered as the parent had them. sys.argv is the parent's ([module, ...]).
-    from espnet_kalle.tasks.registry import register as _register
-
-    refuse_runtime_downloads()
-    _register(_tasks_for(sys.argv[0]) if sys.argv else None)
+    register_for(sys.argv[0])
