@@ -195,36 +195,48 @@ class KalleSynthesizer:
             out = self.codec.decode(mu)[0, 0, : wav.size]
         return out.numpy().astype(np.float32)
 
-    def clone(self, prompt_wav, prompt_text: str, name: str = "clone", seed: int = 0) -> Voice:
+    def clone(self, prompt_wav, prompt_text: str, name: str = "clone", seed: int = 0,
+              continuation: bool = True) -> Voice:
         """A voice from one recording and its transcript (16 kHz is not required: audio is converted).
 
-        With a speaker encoder the voice is the recording's speaker latent (the paper); without one (the released
-        model) it is a prompt: the transcript and latents sampled once from the prompt's posterior.
+        With a speaker encoder the voice is the recording's speaker latent (the paper) and, with ``continuation``,
+        also a prompt: the transcript and latents sampled once (by ``seed``) from the recording's posterior, which
+        every sentence then continues. An autoregressive LM takes the voice mostly from the frames before it, so
+        the prompt is what makes a clone sound like the recording (mini-en: voice ID 14 % -> 96 %, RESULTS.md);
+        ``continuation=False`` keeps the paper's speaker-latent-only cloning. Without a speaker encoder (the
+        released model) the prompt is the only way to clone.
         """
         posterior = self._prompt_posterior(prompt_wav, prompt_text)
-        return self._clone_from(posterior, prompt_wav, prompt_text, name, seed)
+        return self._clone_from(posterior, prompt_wav, prompt_text, name, seed, continuation)
 
-    def _clone_from(self, posterior, prompt_wav, prompt_text: str, name: str, seed: int) -> Voice:
+    def _clone_from(self, posterior, prompt_wav, prompt_text: str, name: str, seed: int,
+                    continuation: bool) -> Voice:
         wav, ids, mu, log_sigma = posterior
+        source = Path(str(prompt_wav)).name if isinstance(prompt_wav, (str, Path)) else "audio"
+        if self.model.speaker is None and not continuation:
+            raise ValueError("this model has no speaker encoder: it clones by prompt continuation only")
+        voice = Voice(name, prompt_text=prompt_text, description=f"cloned from {source}")
         if self.model.speaker is not None:
-            return Voice(name, speaker=self.model.speaker_from_wav(wav), prompt_text=prompt_text,
-                         description=f"cloned from {Path(str(prompt_wav)).name if isinstance(prompt_wav, (str, Path)) else 'audio'}")
-        generator = torch.Generator().manual_seed(seed)
-        latents = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
-        return Voice(name, prompt_ids=ids, prompt_latents=latents, prompt_text=prompt_text,
-                     description="prompt continuation")
+            voice.speaker = self.model.speaker_from_wav(wav)
+        if continuation:
+            generator = torch.Generator().manual_seed(seed)
+            voice.prompt_ids = ids
+            voice.prompt_latents = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
+            voice.description += " (prompt continuation)"
+        return voice
 
     def adapt(self, prompt_wav, prompt_text: str, steps: int = 50, n_samples: int = 200, learning_rate: float = 1e-4,
-              name: str = "adapted", seed: int = 0) -> Voice:
-        """Test-time training on one recording: a cloned voice plus LM weights adapted to it."""
+              name: str = "adapted", seed: int = 0, continuation: bool = True) -> Voice:
+        """Test-time training on one recording: a cloned voice (``clone``, the same ``continuation``) plus LM
+        weights adapted to it."""
         posterior = self._prompt_posterior(prompt_wav, prompt_text)  # load and encode the prompt once
-        voice = self._clone_from(posterior, prompt_wav, prompt_text, name, seed)
+        voice = self._clone_from(posterior, prompt_wav, prompt_text, name, seed, continuation)
         _, ids, mu, log_sigma = posterior
         adapted = test_time_train(self.model.lm, ids, mu, log_sigma, voice.speaker, n_samples=n_samples,
                                   steps=steps, learning_rate=learning_rate, seed=seed)
         voice.lm_state = adapted.lm_state
-        voice.prompt_ids, voice.prompt_latents = None, None  # the adapted LM carries the voice; keep it simple
-        voice.description = f"adapted by TTT ({steps} steps, {n_samples} samples)"
+        voice.description = f"adapted by TTT ({steps} steps, {n_samples} samples)" + (
+            " + prompt continuation" if voice.prompt_latents is not None else "")
         voice.tags = {"ttt_final_loss": f"{adapted.losses[-1]:.3f}" if adapted.losses else ""}
         return voice
 

@@ -1,7 +1,7 @@
 """A voice: what conditions generation besides the text. Presets, clones and adapted (TTT) voices are all one type.
 
 - ``speaker``: a speaker latent (a preset sampled from N(0, I), or the encoder's latent of a reference recording);
-- ``prompt_ids`` + ``prompt_latents``: a prompt for zero-shot continuation (the released model's way to clone);
+- ``prompt_ids`` + ``prompt_latents``: a prompt that every sentence continues (clones; the released model's only way);
 - ``lm_state``: LM weights adapted to one prompt by test-time training (the base model is never modified).
 """
 

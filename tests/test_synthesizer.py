@@ -104,9 +104,21 @@ def test_clone_gives_the_prompt_speaker_latent_and_round_trips(synth, prompt_wav
     wav, _ = sf.read(prompt_wav, dtype="float32")
     torch.testing.assert_close(voice.speaker, synth.model.speaker_from_wav(torch.from_numpy(wav)))
     assert voice.kind == "cloned"
+    # ...and, by default, a prompt that every sentence continues: the transcript and posterior latents
+    assert voice.prompt_ids.tolist() == synth.tokenizer(PROMPT_TEXT) and voice.prompt_latents.shape == (38, 8)
     path = tmp_path / "me.voice.pt"
     voice.save(path)
     np.testing.assert_array_equal(synth.synthesize("hello.", voice=str(path)), synth.synthesize("hello.", voice))
+
+
+def test_clone_without_continuation_is_the_speaker_latent_alone(synth, prompt_wav):
+    continued = synth.clone(prompt_wav, PROMPT_TEXT)
+    latent_only = synth.clone(prompt_wav, PROMPT_TEXT, continuation=False)
+    assert latent_only.prompt_ids is None and latent_only.prompt_latents is None and latent_only.kind == "cloned"
+    torch.testing.assert_close(latent_only.speaker, continued.speaker)
+    # the prompt conditions generation: same text, seed and speaker latent, different audio
+    a, b = (synth.synthesize("hello.", voice=v, seed=0) for v in (continued, latent_only))
+    assert not np.array_equal(a[: min(a.size, b.size)], b[: min(a.size, b.size)])
 
 
 def test_clone_without_speaker_encoder_uses_prompt_continuation(tiny_prompt_model_dir, prompt_wav):
@@ -115,12 +127,15 @@ def test_clone_without_speaker_encoder_uses_prompt_continuation(tiny_prompt_mode
     assert voice.speaker is None and voice.prompt_latents.shape == (38, 8)  # ceil(3 s * 12.5)
     assert voice.prompt_ids.numel() == len(synth.tokenizer(PROMPT_TEXT))
     assert synth.synthesize("hello.", voice=voice).size > 0
+    with pytest.raises(ValueError, match="continuation"):
+        synth.clone(prompt_wav, PROMPT_TEXT, continuation=False)
 
 
 def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav):
     base = {k: v.clone() for k, v in synth.model.lm.state_dict().items()}
     voice = synth.adapt(prompt_wav, PROMPT_TEXT, steps=3, n_samples=8, learning_rate=1e-2)
     assert voice.kind == "adapted" and voice.lm_state is not None
+    assert voice.prompt_latents is not None  # an adapted clone still continues its prompt
     for k, v in synth.model.lm.state_dict().items():
         torch.testing.assert_close(v, base[k], atol=0, rtol=0)
     adapted = synth.synthesize("hello.", voice=voice)

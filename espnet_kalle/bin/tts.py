@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-text", help="transcript of --prompt-wav")
     p.add_argument("--ttt", action="store_true", help="adapt the model to the prompt (test-time training)")
     p.add_argument("--ttt-steps", type=int, default=50)
+    p.add_argument("--speaker-only", action="store_true",
+                   help="clone from the prompt's speaker latent alone (the paper), without continuing the prompt")
     p.add_argument("--save-voice", type=Path, help="save the cloned/adapted voice to this file")
     p.add_argument("--temperature", type=float, default=None, help="scale of the sampling noise (default: model's)")
     p.add_argument("--speed", type=float, default=1.0, help="speaking rate factor (0.25-4)")
@@ -96,12 +98,15 @@ def speak(args, synth, say) -> int:
         raise ValueError("--prompt-wav and --prompt-text go together")
     if args.ttt and not args.prompt_wav:
         raise ValueError("--ttt needs --prompt-wav and --prompt-text")
+    if args.speaker_only and not args.prompt_wav:
+        raise ValueError("--speaker-only needs --prompt-wav and --prompt-text")
     if args.prompt_wav:
         if args.ttt:
             say(f"adapting to {args.prompt_wav} ({args.ttt_steps} TTT steps)...")
-            voice = synth.adapt(args.prompt_wav, args.prompt_text, steps=args.ttt_steps)
+            voice = synth.adapt(args.prompt_wav, args.prompt_text, steps=args.ttt_steps,
+                                continuation=not args.speaker_only)
         else:
-            voice = synth.clone(args.prompt_wav, args.prompt_text)
+            voice = synth.clone(args.prompt_wav, args.prompt_text, continuation=not args.speaker_only)
         if args.save_voice:
             voice.save(args.save_voice)
             say(f"saved voice to {args.save_voice}")

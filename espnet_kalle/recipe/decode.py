@@ -36,6 +36,7 @@ from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
 DEFAULT_CONFIG = {
     "systems": {"presets": "all", "clone": True, "ttt": True, "resynth": True},
     "synthesize": {"seed": 0},
+    "clone": {"continuation": True},
     "adapt": {"steps": 50, "n_samples": 200, "learning_rate": 1e-4},
 }
 
@@ -111,7 +112,7 @@ def prepare(args, conf) -> None:
             wav, text, prompt_utt = prompts[spk]
             path = voices_dir / f"clone_{spk}.voice.pt"
             if not path.is_file():
-                synth.clone(wav, text, name=f"clone_{spk}").save(path)
+                synth.clone(wav, text, name=f"clone_{spk}", **conf["clone"]).save(path)
             prompt_lines.append(f"clone {spk} {prompt_utt}")
             plan += [f"clone {utt} {path}" for utt in utts if utt2spk[utt] == spk]
     if systems.get("ttt") and prompts:

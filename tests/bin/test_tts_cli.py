@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+
+from espnet_kalle.voice import Voice
 
 SCRIPT = shutil.which("kalle-tts", path=str(Path(sys.executable).parent)) or "kalle-tts"
 
@@ -51,6 +54,12 @@ def test_clone_and_save_voice(tiny_model_dir, tmp_path):
     again = tmp_path / "again.wav"
     assert run("hello.", "-o", again, "--model", tiny_model_dir, "--voice", saved).returncode == 0
     np.testing.assert_array_equal(sf.read(out)[0], sf.read(again)[0])
+    only = tmp_path / "only.voice.pt"
+    assert run("hello.", "-o", tmp_path / "only.wav", "--model", tiny_model_dir, "--prompt-wav", prompt,
+               "--prompt-text", "this is my voice.", "--speaker-only", "--save-voice", only).returncode == 0
+    continued, latent_only = Voice.load(saved), Voice.load(only)
+    assert continued.prompt_latents is not None and latent_only.prompt_latents is None
+    torch.testing.assert_close(continued.speaker, latent_only.speaker)
 
 
 @pytest.mark.parametrize(
@@ -61,6 +70,7 @@ def test_clone_and_save_voice(tiny_model_dir, tmp_path):
         (["hi.", "-o", "{tmp}/x.wav", "--voice", "nobody"], None, 2, "unknown voice"),
         (["-", "-o", "{tmp}/x.wav"], b"\xff\xfe\x00bad", 2, "not UTF-8"),
         (["hi.", "-o", "{tmp}/x.wav", "--prompt-wav", "{tmp}/none.wav"], None, 2, "go together"),
+        (["hi.", "-o", "{tmp}/x.wav", "--speaker-only"], None, 2, "needs --prompt-wav"),
         (["hi.", "-o", "{tmp}/no/such/dir/x.wav"], None, 2, "does not exist"),
         (["hi.", "-o", "{tmp}/x.wav", "--model", "{tmp}/missing-model"], None, 3, "cannot load model"),
     ],

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
+from espnet_kalle.voice import Voice
+
 from conftest import copy_recipe, recipe_env
 
 SLICE = [
@@ -66,6 +68,8 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
     systems = (dec / "systems").read_text().split()
     assert "clone" in systems and "ttt" in systems and any(s.startswith("preset_") for s in systems), systems
     assert "resynth" in systems, systems
+    clones = sorted((dec / "voices").glob("clone_*.voice.pt"))  # conf/decode.yaml: clone.continuation true
+    assert clones and all(Voice.load(p).prompt_latents is not None for p in clones)
     test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
     for system in systems:
         utts = sorted(line.split()[0] for line in (dec / system / "wav.scp").read_text().splitlines())

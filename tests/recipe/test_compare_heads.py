@@ -192,3 +192,4 @@ def test_comparison_decodes_the_clone_system_with_the_full_decodes_options():
     full = load_config(RECIPE / "conf" / "decode.yaml")
     assert compare_conf["systems"] == {"presets": 0, "clone": True, "ttt": False, "resynth": False}
     assert compare_conf["synthesize"] == full["synthesize"]  # same sampling as the main decode
+    assert compare_conf["clone"] == full["clone"]  # and the same cloning

@@ -178,7 +178,14 @@ def test_conf_dry_run(conf, token_list, tmp_path):
     if k == "decode":
         from espnet_kalle.recipe.decode import load_config
 
-        assert set(load_config(conf)) == {"systems", "synthesize", "adapt"}
+        import inspect
+
+        from espnet_kalle.synthesizer import KalleSynthesizer
+
+        loaded = load_config(conf)
+        assert set(loaded) == {"systems", "synthesize", "clone", "adapt"}
+        for section in ("synthesize", "clone", "adapt"):  # every option is an argument of the API it goes to
+            assert set(loaded[section]) <= set(inspect.signature(getattr(KalleSynthesizer, section)).parameters)
         return
     if k == "codec":
         from espnet2.tasks.gan_codec import GANCodecTask as Task
