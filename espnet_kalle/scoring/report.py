@@ -18,7 +18,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from espnet_kalle.scoring.deps import version
-from espnet_kalle.scoring.runner import COLUMNS, METRICS, REFERENCE, ScoreRun, is_number
+from espnet_kalle.scoring.runner import COLUMNS, METRICS, REFERENCE, VOICE_SIMS, ScoreRun, is_number
 
 PathLike = Union[str, Path]
 
@@ -27,6 +27,7 @@ TABLE = [
     ("wer", "WER (%)", None, "pct", "wer"),
     ("sim_ref", "SIM ref", "sim_ref", "3f", "sim"),
     ("sim_centroid", "SIM voice", "sim_centroid", "3f", "sim"),
+    ("sim_nearest", "SIM nearest", None, "3f", "sim"),
     ("voice_acc", "voice ID (%)", None, "pct", "sim"),
     ("mcd", "MCD (dB)", "mcd", "2f", "mcd"),
     ("log_f0_rmse", "log-F0 RMSE", "log_f0_rmse", "3f", "mcd"),
@@ -37,7 +38,7 @@ TABLE = [
     ("dnsmos_p808", "P.808", "dnsmos_p808", "2f", "dnsmos"),
     ("rtf", "RTF", None, "3f", None),
 ]
-MEAN_STD = {"sim_ref", "sim_centroid", "mcd", "log_f0_rmse", "dnsmos_ovrl"}  # shown as mean ± std
+MEAN_STD = {"sim_ref", "sim_centroid", "sim_nearest", "mcd", "log_f0_rmse", "dnsmos_ovrl"}  # shown as mean ± std
 
 
 def _nums(rows: Iterable[dict], col: str) -> np.ndarray:
@@ -66,12 +67,31 @@ def aggregate(rows: Sequence[dict]) -> dict:
     correct = _nums(ok, "voice_correct")
     if correct.size:
         out["voice_acc"] = float(correct.mean())
+    out.update(nearest_voice_stats(ok))
     timed = [r for r in ok if is_number(r.get("synth_seconds")) and is_number(r.get("rtf")) and r["rtf"] > 0]
     if timed:  # total synthesis time / total synthesized audio (audio = time / rtf, as the rtf file said)
         synth = sum(float(r["synth_seconds"]) for r in timed)
         audio = sum(float(r["synth_seconds"]) / float(r["rtf"]) for r in timed)
         out["rtf"] = synth / audio if audio > 0 else math.nan
     return out
+
+
+def nearest_voice_stats(rows: Sequence[dict]) -> dict:
+    """The one voice a group of rows is closest to on average, and the similarity to it (mean and std).
+
+    This is the issue's measure for a preset voice, which has no target: its utterances are compared with every
+    voice's centroid and the voice with the highest mean similarity is its nearest voice. Choosing one voice for
+    the whole group (not the best voice per utterance) keeps the max over voices from inflating the number.
+    """
+    sims: Dict[str, List[float]] = {}
+    for r in rows:
+        for voice, sim in (r.get(VOICE_SIMS) or {}).items():
+            sims.setdefault(voice, []).append(float(sim))
+    if not sims:
+        return {}
+    best = max(sims, key=lambda v: float(np.mean(sims[v])))
+    return {"sim_nearest": float(np.mean(sims[best])), "sim_nearest_std": float(np.std(sims[best])),
+            "sim_nearest_voice": best}
 
 
 def summarize(rows: Sequence[dict]) -> Tuple[Dict[str, dict], Dict[str, Dict[str, dict]]]:
@@ -100,6 +120,8 @@ def _fmt(stats: dict, key: str, style: str) -> str:
         s = f"{v:.{style[0]}f}"
     if key in MEAN_STD and key + "_std" in stats:
         s += f" ± {stats[key + '_std']:.{style[0]}f}"
+    if key + "_voice" in stats:  # sim_nearest names its voice
+        s += f" ({stats[key + '_voice']})"
     return s
 
 
@@ -167,7 +189,9 @@ def write_results_md(
                                 [[s, str(st["scored"])] + [_fmt(st, c[0], c[3]) for c in cols]
                                  for s, st in per_system.items()]))
     lines += ["", f"`{REFERENCE}` is the ceiling: the reference audio itself (SIM ref: vs another utterance of "
-              "the same speaker; SIM voice / voice ID: vs the speaker centroid without that utterance).", ""]
+              "the same speaker; SIM voice / voice ID: vs the speaker centroid without that utterance; SIM nearest: vs "
+              "the one voice centroid the system's utterances are closest to on average, the measure for a system "
+              "that speaks in one voice without a target, such as a preset; low for a system of many voices).", ""]
     voice_groups = [st for vs in per_voice.values() for st in vs.values()]
     vcols = _columns(available, voice_groups)
     lines += ["### Per voice", ""]

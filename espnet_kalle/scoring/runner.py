@@ -29,6 +29,7 @@ log = logging.getLogger("kalle-score")
 SAMPLE_RATE = 16000  # every scorer works at 16 kHz (the model's rate, pocketsphinx's, resemblyzer's, DNSMOS's)
 METRICS = ("wer", "sim", "mcd", "dnsmos")
 REFERENCE = "reference"
+VOICE_SIMS = "voice_sims"  # row key: {voice: cosine to its centroid}
 
 COLUMNS = [
     "system", "utt_id", "voice", "ref_speaker", "duration", "ref_text", "hyp_text", "ref_words", "hits",
@@ -145,6 +146,8 @@ def _fill_sim(row: dict, emb: np.ndarray, ref_emb: Optional[np.ndarray], cents: 
     if cents:
         best, _ = nearest_voice(emb, cents)
         row["nearest_voice"] = best
+        # Similarity to every voice (not a TSV column): a system's nearest voice is chosen over all its rows.
+        row[VOICE_SIMS] = {v: cosine(emb, c) for v, c in cents.items()}
         if voice in cents:
             row["voice_correct"] = int(best == voice)
 

@@ -22,6 +22,17 @@ from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, 
 
 
 UNKNOWN_ID = 1  # ESPnet token lists start with <blank> (0) and <unk> (1)
+SPEAKER_REFERENCES = ("same_utterance", "other_utterance")
+
+
+def same_speaker_partners(sids: torch.Tensor) -> torch.Tensor:
+    """For each batch item, the index of a random *other* item with the same speaker id (itself when none)."""
+    sids = sids.reshape(-1)
+    n = sids.numel()
+    same = (sids[:, None] == sids[None, :]) & ~torch.eye(n, dtype=torch.bool, device=sids.device)
+    scores = torch.rand(n, n, device=sids.device).masked_fill(~same, -1.0)
+    best = scores.argmax(dim=1)
+    return torch.where(same.any(dim=1), best, torch.arange(n, device=sids.device))
 
 
 class KallE(AbsTTS):
@@ -35,6 +46,7 @@ class KallE(AbsTTS):
         lambda_end: float = 1.0,
         lambda_speaker: float = 1.0,
         speaker_free_bits: float = 0.0,
+        speaker_reference: str = "same_utterance",
         end_mean: float = 1.0,
         end_log_sigma: float = 1.0,
         text_dropout: float = 0.0,
@@ -53,7 +65,13 @@ class KallE(AbsTTS):
         ``speaker_free_bits`` (nats per utterance, 0 = the paper's plain KL) leaves the speaker KL unpenalised below
         that amount (free bits, Kingma et al. 2016). Without it the speaker distribution can collapse to the prior:
         an autoregressive LM reads the voice from its own previous frames, so a small KL price outweighs what the
-        speaker latent adds, and presets, cloning and random voices all sound alike."""
+        speaker latent adds, and presets, cloning and random voices all sound alike.
+
+        ``speaker_reference`` says which recording the speaker encoder reads in training: ``same_utterance`` (the
+        paper: a random segment of the utterance being predicted) or ``other_utterance`` (a random segment of
+        another utterance of the same speaker in the batch; needs ESPnet's ``sids``). Read from the same utterance,
+        the latent can carry what helps predict that one utterance (its pace, its words) rather than the voice;
+        another utterance of the speaker shares only the voice."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -76,6 +94,9 @@ class KallE(AbsTTS):
         if speaker_free_bits < 0:
             raise ValueError(f"speaker_free_bits must be >= 0, got {speaker_free_bits}")
         self.speaker_free_bits = speaker_free_bits
+        if speaker_reference not in SPEAKER_REFERENCES:
+            raise ValueError(f"speaker_reference must be one of {SPEAKER_REFERENCES}, got {speaker_reference!r}")
+        self.speaker_reference = speaker_reference
         self.end = EndDistribution(end_mean, end_log_sigma)
         self.text_dropout = text_dropout
         self.fs = sample_rate
@@ -118,6 +139,13 @@ class KallE(AbsTTS):
         speaker, kl_speaker_sum, kl_speaker_cost = None, feats.new_zeros(()), feats.new_zeros(())
         if self.speaker is not None:
             mel_lengths = feats_lengths * (mel.shape[-1] // feats.shape[1])
+            if self.speaker_reference == "other_utterance":
+                sids = kwargs.get("sids")
+                if sids is None:
+                    raise ValueError("speaker_reference: other_utterance needs speaker ids (ESPnet 'sids'; "
+                                     "the recipe passes them with --use_sid true)")
+                partner = same_speaker_partners(sids.to(feats.device))
+                mel, mel_lengths = mel[partner], mel_lengths[partner]
             s_mu, s_log_sigma = self.speaker.from_logmel(mel, mel_lengths)
             speaker = self.speaker.sample(s_mu, s_log_sigma)
             kl_items = kl_to_standard_normal(s_mu, s_log_sigma, reduce=False)

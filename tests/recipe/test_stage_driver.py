@@ -133,6 +133,19 @@ def test_all_stages_dry_run_and_skips(recipe):
     assert stages_run(out.stderr) == [1, 2, 3, 7]
 
 
+def test_speaker_ids_reach_the_lm_when_asked(recipe):
+    """--use_sid true writes ESPnet's spk2sid/utt2sid and gives the LM trainer 'sids' (other-utterance speaker)."""
+    out = run_recipe(recipe, "--stage", "6", "--stop_stage", "6", "--dry_run", "true", "--use_sid", "true")
+    assert out.returncode == 0, out.stderr
+    assert "espnet_kalle.recipe.speaker_ids --train dump/raw/train" in out.stderr
+    assert "dump/raw/train/utt2sid\\,sids\\,text_int" in out.stderr  # printed %q-quoted
+    assert "dump/raw/dev/utt2sid\\,sids\\,text_int" in out.stderr
+    out = run_recipe(recipe, "--stage", "6", "--stop_stage", "6", "--dry_run", "true", "--use_sid", "false")
+    assert out.returncode == 0 and "sids" not in out.stderr
+    out = run_recipe(recipe, "--use_sid", "sometimes")
+    assert out.returncode != 0 and "--use_sid must be auto, true or false" in out.stderr
+
+
 def test_bad_options_fail_early(recipe):
     for args, message in ((["--stage_x", "1"], "unknown option"), (["--dry_run", "maybe"], "true or false"),
                           (["extra_arg"], "unexpected argument"),

@@ -6,7 +6,7 @@ import struct
 import numpy as np
 import pytest
 
-from espnet_kalle.scoring.report import aggregate, write_report
+from espnet_kalle.scoring.report import aggregate, nearest_voice_stats, write_report
 from espnet_kalle.scoring.rtf import Timing, read_rtf_file, timed_synthesis, total_rtf, write_rtf_file
 from espnet_kalle.scoring.runner import COLUMNS, ScoreRun
 from espnet_kalle.scoring.train_log import load_curves, parse_epoch_lines
@@ -59,6 +59,16 @@ def test_aggregate_uses_corpus_wer_and_total_rtf():
     assert agg["wer"] == pytest.approx(4 / 16)
     assert agg["rtf"] == pytest.approx(2.0 / 8.0)  # 4 x 0.5 s synthesis for 4 x 2 s audio
     assert agg["mcd"] == pytest.approx(5.5) and agg["mcd_std"] == pytest.approx(0.5)
+
+
+def test_nearest_voice_is_chosen_once_per_group():
+    rows = [{"voice_sims": {"A": 0.9, "B": 0.5}}, {"voice_sims": {"A": 0.3, "B": 0.6}},
+            {"voice_sims": {"A": 0.6, "B": 0.55}}, {"error": "unreadable"}]
+    st = nearest_voice_stats(rows)
+    # Mean per voice: A 0.6, B 0.55 -> A; the per-utterance best (0.9, 0.6, 0.6) would give 0.7.
+    assert st["sim_nearest_voice"] == "A" and st["sim_nearest"] == pytest.approx(0.6)
+    assert st["sim_nearest_std"] == pytest.approx(np.std([0.9, 0.3, 0.6]))
+    assert nearest_voice_stats([{"wer": 0.1}]) == {}
 
 
 def test_parse_espnet_epoch_lines_skips_timespans():

@@ -37,6 +37,9 @@ def test_cli_end_to_end(flite_corpus, tmp_path):
     if "sim" not in summary["unavailable"]:
         assert ceiling["sim_ref"] > swapped["sim_ref"]  # another utterance of the same speaker beats a wrong voice
         assert ceiling["voice_acc"] == 1.0 and swapped["voice_acc"] == 0.0
+        # Scored as a voice without a target (a preset), the swapped audio is closest to rms, its real voice.
+        assert swapped["sim_nearest_voice"] == "rms" and swapped["sim_nearest"] > swapped["sim_centroid"]
+        assert "(rms)" in md
     if "wer" not in summary["unavailable"]:
         assert ceiling["wer"] < 0.4
     assert swapped.get("mcd", 1.0) > 0

@@ -109,3 +109,44 @@ def test_seed_gives_the_same_voice_and_different_seeds_differ():
     model = build()
     torch.testing.assert_close(model.voice_from_seed(42), model.voice_from_seed(42), atol=0, rtol=0)
     assert not torch.allclose(model.voice_from_seed(42), model.voice_from_seed(43))
+
+
+def test_same_speaker_partners_pair_within_a_speaker():
+    from espnet_kalle.tts.kalle import same_speaker_partners
+
+    sids = torch.tensor([[3], [5], [3], [7], [3], [5]])
+    for _ in range(20):
+        partner = same_speaker_partners(sids)
+        assert torch.equal(sids[partner], sids)  # always the same speaker
+        assert partner[3] == 3  # the only utterance of speaker 7 reads itself
+        others = [i for i in range(6) if i != 3]
+        assert all(int(partner[i]) != i for i in others)  # everyone else reads another utterance
+
+
+def test_other_utterance_feeds_the_speaker_encoder_the_partners_mel():
+    """With speaker_reference: other_utterance the ECAPA reads the other same-speaker item's log-mel."""
+    model = build(speaker_reference="other_utterance").train()
+    text, text_lengths, feats, feats_lengths = batch((6, 4))
+    seen = []
+    original = model.speaker.from_logmel
+
+    def spy(mel, lengths):  # records what the speaker encoder is given, then runs it
+        seen.append((mel.detach().clone(), lengths.clone()))
+        return original(mel, lengths)
+
+    model.speaker.from_logmel = spy
+    try:
+        loss, _, _ = model(text, text_lengths, feats, feats_lengths, sids=torch.tensor([[1], [1]]))
+    finally:
+        del model.speaker.from_logmel
+    mel_in, lengths_in = seen[0]
+    _, _, own_mel = model.split_feats(feats)
+    torch.testing.assert_close(mel_in[0], own_mel[1])  # item 0 hears item 1 (same speaker) and vice versa
+    torch.testing.assert_close(mel_in[1], own_mel[0])
+    assert lengths_in.tolist() == [4 * 8, 6 * 8]  # with the partner's length (8 mel frames per latent frame)
+    loss.backward()
+    assert model.speaker.encoder.stem.conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="needs speaker ids"):
+        model(text, text_lengths, feats, feats_lengths)
+    with pytest.raises(ValueError, match="speaker_reference"):
+        build(speaker_reference="neighbour")

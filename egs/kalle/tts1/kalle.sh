@@ -61,6 +61,8 @@ lm_args=""              # more tts_train options
 lm_tag=""               # exp/lm_<tag>
 lm_model=latest.pth     # the LM model file to pack (e.g. valid.loss.best.pth)
 speaker_mel=auto        # append speaker log-mel to the latents: auto = when the LM config has speaker_conf
+use_sid=auto            # pass ESPnet speaker ids (utt2sid -> sids) to the LM: auto = when the LM config has
+                        # speaker_reference: other_utterance (its speaker encoder reads another utterance)
 extract_args=""         # more kalle-extract-latents options
 
 num_voices=4            # preset voices drawn when packing
@@ -82,6 +84,7 @@ for v in skip_data_prep skip_train skip_packing skip_eval dry_run gpu_inference;
     [[ "${!v}" == true || "${!v}" == false ]] || { log "--${v} must be true or false"; exit 2; }
 done
 [[ "${speaker_mel}" =~ ^(auto|true|false)$ ]] || { log "--speaker_mel must be auto, true or false"; exit 2; }
+[[ "${use_sid}" =~ ^(auto|true|false)$ ]] || { log "--use_sid must be auto, true or false"; exit 2; }
 (( num_nodes >= 1 && ngpu >= 0 && nj >= 1 && inference_nj >= 1 )) || { log "bad --num_nodes/--ngpu/--nj"; exit 2; }
 if (( num_nodes > 1 )) && [[ "${cuda_cmd}" != *slurm.pl* ]]; then
     log "--num_nodes ${num_nodes} needs a multi-node launcher: export cmd_backend=slurm (cmd.sh)"; exit 2
@@ -240,6 +243,19 @@ PY
     esac
 }
 
+# Does the LM want speaker ids (to read the voice from another utterance of the same speaker)?
+use_speaker_ids() {
+    case "${use_sid}" in
+        true|false) echo "${use_sid}" ;;
+        auto) "${python}" - "${lm_config}" <<'PY'
+import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
+print("true" if (conf.get("tts_conf") or {}).get("speaker_reference") == "other_utterance" else "false")
+PY
+        ;;
+    esac
+}
+
 # ------------------------------------------------------------------------------------------------ 5. latents
 if want 5 "${skip_train}"; then
     log "Stage 5: Flow-VAE latents of every set with ${codec_exp}/${codec_model} -> ${latents_dir}"
@@ -275,6 +291,15 @@ if want 6 "${skip_train}"; then
         data_opts+=(--"${split}"_data_path_and_name_and_type "${dumpdir}/raw/${dset}/text,text,text"
                     --"${split}"_data_path_and_name_and_type "${latents_dir}/${dset}/feats.scp,speech,npy")
     done
+    if [ "$(use_speaker_ids)" = true ]; then
+        # ESPnet's layout: spk2sid of the training speakers (0 = unknown), utt2sid per set, read as "sids".
+        run "${python}" -m espnet_kalle.recipe.speaker_ids --train "${dumpdir}/raw/${train_set}" \
+            --sets "${dumpdir}/raw/${train_set}" "${dumpdir}/raw/${valid_set}"
+        for pair in "train:${train_set}" "valid:${valid_set}"; do
+            split="${pair%%:*}"; dset="${pair#*:}"
+            data_opts+=(--"${split}"_data_path_and_name_and_type "${dumpdir}/raw/${dset}/utt2sid,sids,text_int")
+        done
+    fi
     common=(--config "${lm_config}" --token_type "${token_type}" --token_list "${token_list}"
             --cleaner "${cleaner}" --g2p "${g2p}" --odim "${odim}" --tts_conf "latent_dim=${latent_dim}"
             --use_preprocessor true "${data_opts[@]}")
