@@ -133,6 +133,21 @@ def test_all_stages_dry_run_and_skips(recipe):
     assert stages_run(out.stderr) == [1, 2, 3, 7]
 
 
+
+def test_cpu_training_gets_the_cores_gpu_training_keeps_path_sh(recipe):
+    import os
+
+    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true")
+    cores = len(os.sched_getaffinity(0))  # what nproc counts
+    assert f"env OMP_NUM_THREADS={cores} MKL_NUM_THREADS={cores}" in out.stderr and "espnet2.bin.launch" in out.stderr
+    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true", "--train_nthreads", "3")
+    assert "env OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in out.stderr
+    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true", "--ngpu", "1")
+    assert out.returncode == 0 and "OMP_NUM_THREADS" not in out.stderr
+    out = run_recipe(recipe, "--train_nthreads", "two")
+    assert out.returncode != 0 and "--train_nthreads must be a whole number" in out.stderr
+
+
 def test_speaker_ids_reach_the_lm_when_asked(recipe):
     """--use_sid true writes ESPnet's spk2sid/utt2sid and gives the LM trainer 'sids' (other-utterance speaker)."""
     out = run_recipe(recipe, "--stage", "6", "--stop_stage", "6", "--dry_run", "true", "--use_sid", "true")
