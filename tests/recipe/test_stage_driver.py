@@ -133,38 +133,36 @@ def test_all_stages_dry_run_and_skips(recipe):
     assert stages_run(out.stderr) == [1, 2, 3, 7]
 
 
+def dry_run_stage(recipe: Path, stage: int, *args: str) -> str:
+    """The commands one stage would run (stderr of --dry_run); the run must succeed."""
+    out = run_recipe(recipe, "--stage", str(stage), "--stop_stage", str(stage), "--dry_run", "true", *args)
+    assert out.returncode == 0, out.stderr
+    return out.stderr
+
 
 def test_cpu_training_gets_the_cores_gpu_training_keeps_path_sh(recipe):
-    import os
-
-    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true")
     cores = len(os.sched_getaffinity(0))  # what nproc counts
-    assert f"env OMP_NUM_THREADS={cores} MKL_NUM_THREADS={cores}" in out.stderr and "espnet2.bin.launch" in out.stderr
-    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true", "--train_nthreads", "3")
-    assert "env OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in out.stderr
-    out = run_recipe(recipe, "--stage", "4", "--stop_stage", "4", "--dry_run", "true", "--ngpu", "1")
-    assert out.returncode == 0 and "OMP_NUM_THREADS" not in out.stderr
-    out = run_recipe(recipe, "--train_nthreads", "two")
-    assert out.returncode != 0 and "--train_nthreads must be a whole number" in out.stderr
+    printed = dry_run_stage(recipe, 4)
+    assert f"env OMP_NUM_THREADS={cores} MKL_NUM_THREADS={cores}" in printed and "espnet2.bin.launch" in printed
+    assert "env OMP_NUM_THREADS=3 MKL_NUM_THREADS=3" in dry_run_stage(recipe, 4, "--train_nthreads", "3")
+    assert "OMP_NUM_THREADS" not in dry_run_stage(recipe, 4, "--ngpu", "1")
 
 
 def test_speaker_ids_reach_the_lm_when_asked(recipe):
     """--use_sid true writes ESPnet's spk2sid/utt2sid and gives the LM trainer 'sids' (other-utterance speaker)."""
-    out = run_recipe(recipe, "--stage", "6", "--stop_stage", "6", "--dry_run", "true", "--use_sid", "true")
-    assert out.returncode == 0, out.stderr
-    assert "espnet_kalle.recipe.speaker_ids --train dump/raw/train" in out.stderr
-    assert "dump/raw/train/utt2sid\\,sids\\,text_int" in out.stderr  # printed %q-quoted
-    assert "dump/raw/dev/utt2sid\\,sids\\,text_int" in out.stderr
-    out = run_recipe(recipe, "--stage", "6", "--stop_stage", "6", "--dry_run", "true", "--use_sid", "false")
-    assert out.returncode == 0 and "sids" not in out.stderr
-    out = run_recipe(recipe, "--use_sid", "sometimes")
-    assert out.returncode != 0 and "--use_sid must be auto, true or false" in out.stderr
+    printed = dry_run_stage(recipe, 6, "--use_sid", "true")
+    assert "espnet_kalle.recipe.speaker_ids --train dump/raw/train" in printed
+    for dset in ("train", "dev"):
+        assert f"dump/raw/{dset}/utt2sid\\,sids\\,text_int" in printed  # printed %q-quoted
+    assert "sids" not in dry_run_stage(recipe, 6, "--use_sid", "false")
 
 
 def test_bad_options_fail_early(recipe):
     for args, message in ((["--stage_x", "1"], "unknown option"), (["--dry_run", "maybe"], "true or false"),
                           (["extra_arg"], "unexpected argument"),
-                          (["--num_nodes", "2", "--dry_run", "true"], "cmd_backend=slurm")):
+                          (["--num_nodes", "2", "--dry_run", "true"], "cmd_backend=slurm"),
+                          (["--use_sid", "sometimes"], "--use_sid must be auto, true or false"),
+                          (["--train_nthreads", "two"], "--train_nthreads must be a whole number")):
         out = run_recipe(recipe, *args)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-500:])
 
