@@ -60,10 +60,10 @@ def write_data_dir(out_dir: str | Path, utterances: Iterable[Utterance]) -> Path
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_lines(out / "wav.scp", (f"{u.utt_id} {u.wav}" for u in utts))
-    _write_lines(out / "text", (f"{u.utt_id} {' '.join(u.text.split())}" for u in utts))
-    _write_lines(out / "utt2spk", (f"{u.utt_id} {u.speaker}" for u in utts))
-    _write_lines(out / "spk2utt", (f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)))
+    write_lines(out / "wav.scp", (f"{u.utt_id} {u.wav}" for u in utts))
+    write_lines(out / "text", (f"{u.utt_id} {' '.join(u.text.split())}" for u in utts))
+    write_lines(out / "utt2spk", (f"{u.utt_id} {u.speaker}" for u in utts))
+    write_lines(out / "spk2utt", (f"{s} {' '.join(spk2utt[s])}" for s in sorted(spk2utt)))
     return out
 
 
@@ -119,7 +119,8 @@ def check_speaker_order(utt_spk: list[tuple[str, str]], where: str) -> None:
         raise ValueError(f"{where}: sorting by utterance id does not sort by speaker; join speaker and rest with '-'")
 
 
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """One line per item, in the given order, replaced atomically."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         for line in lines:

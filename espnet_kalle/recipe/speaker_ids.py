@@ -14,6 +14,9 @@ import argparse
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.recipe.kaldi_dir import write_lines
+
 UNKNOWN_SPEAKER = "<unk>"
 
 
@@ -21,14 +24,10 @@ def read_utt2spk(data_dir: Path) -> Dict[str, str]:
     path = data_dir / "utt2spk"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (a Kaldi data dir needs utt2spk)")
-    pairs: Dict[str, str] = {}
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
-        if len(fields) != 2:
-            raise ValueError(f"{path}:{n}: expected 'utt_id speaker', got {line!r}")
-        pairs[fields[0]] = fields[1]
+    pairs = read_kaldi_map(path)
+    for utt, speaker in pairs.items():
+        if not speaker or len(speaker.split()) != 1:
+            raise ValueError(f"{path}: expected 'utt_id speaker', got {f'{utt} {speaker}'.strip()!r}")
     if not pairs:
         raise ValueError(f"{path} is empty")
     return pairs
@@ -43,17 +42,11 @@ def speaker_to_id(train_dir: Path) -> Dict[str, int]:
 def write_speaker_ids(train_dir: Path, data_dirs: Sequence[Path]) -> Dict[str, int]:
     """Write ``spk2sid`` into ``train_dir`` and ``utt2sid`` into every data dir; returns the mapping."""
     spk2sid = speaker_to_id(train_dir)
-    _write(train_dir / "spk2sid", (f"{s} {i}" for s, i in spk2sid.items()))
+    write_lines(train_dir / "spk2sid", (f"{s} {i}" for s, i in spk2sid.items()))
     for d in data_dirs:
         utt2spk = read_utt2spk(d)
-        _write(d / "utt2sid", (f"{u} {spk2sid.get(s, 0)}" for u, s in sorted(utt2spk.items())))
+        write_lines(d / "utt2sid", (f"{u} {spk2sid.get(s, 0)}" for u, s in sorted(utt2spk.items())))
     return spk2sid
-
-
-def _write(path: Path, lines) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -137,17 +137,18 @@ def _fill_dnsmos(row: dict, sc: _Scorers, wav: np.ndarray) -> None:
 
 def _fill_sim(row: dict, emb: np.ndarray, ref_emb: Optional[np.ndarray], cents: Dict[str, np.ndarray],
               voice: str) -> None:
-    from espnet_kalle.scoring.speaker_sim import cosine, nearest_voice
+    from espnet_kalle.scoring.speaker_sim import cosine, most_similar, voice_similarities
 
     if ref_emb is not None:
         row["sim_ref"] = cosine(emb, ref_emb)
-    if voice in cents:
-        row["sim_centroid"] = cosine(emb, cents[voice])
-    if cents:
-        best, _ = nearest_voice(emb, cents)
+    sims = voice_similarities(emb, cents)
+    if voice in sims:
+        row["sim_centroid"] = sims[voice]
+    if sims:
+        best, _ = most_similar(sims)
         row["nearest_voice"] = best
         # Similarity to every voice (not a TSV column): a system's nearest voice is chosen over all its rows.
-        row[VOICE_SIMS] = {v: cosine(emb, c) for v, c in cents.items()}
+        row[VOICE_SIMS] = sims
         if voice in cents:
             row["voice_correct"] = int(best == voice)
 

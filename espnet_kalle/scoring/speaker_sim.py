@@ -56,10 +56,19 @@ def centroids(embeddings: Iterable[Tuple[str, np.ndarray]]) -> Dict[str, np.ndar
     return {v: unit(np.mean(es, axis=0)) for v, es in groups.items()}
 
 
+def voice_similarities(embedding: np.ndarray, voice_centroids: Mapping[str, np.ndarray]) -> Dict[str, float]:
+    """Cosine similarity to every voice's centroid."""
+    return {v: cosine(embedding, c) for v, c in voice_centroids.items()}
+
+
 def nearest_voice(embedding: np.ndarray, voice_centroids: Mapping[str, np.ndarray]) -> Tuple[str, float]:
     """The voice whose centroid is most similar, and that similarity."""
-    if not voice_centroids:
+    return most_similar(voice_similarities(embedding, voice_centroids))
+
+
+def most_similar(similarities: Mapping[str, float]) -> Tuple[str, float]:
+    """The (voice, similarity) with the highest similarity."""
+    if not similarities:
         raise ValueError("no voice centroids")
-    scores = {v: cosine(embedding, c) for v, c in voice_centroids.items()}
-    best = max(scores, key=scores.__getitem__)
-    return best, scores[best]
+    best = max(similarities, key=similarities.__getitem__)
+    return best, similarities[best]

@@ -155,6 +155,11 @@ def test_speaker_ids_reach_the_lm_when_asked(recipe):
     for dset in ("train", "dev"):
         assert f"dump/raw/{dset}/utt2sid\\,sids\\,text_int" in printed  # printed %q-quoted
     assert "sids" not in dry_run_stage(recipe, 6, "--use_sid", "false")
+    # auto (the default) asks the LM config: the paper's same_utterance needs no ids, other_utterance does
+    assert "sids" not in dry_run_stage(recipe, 6)
+    other = recipe / "lm_other_utterance.yaml"
+    other.write_text(yaml.safe_dump({"tts": "kalle", "tts_conf": {"speaker_reference": "other_utterance"}}))
+    assert "dump/raw/train/utt2sid\\,sids\\,text_int" in dry_run_stage(recipe, 6, "--lm_config", str(other))
 
 
 def test_bad_options_fail_early(recipe):

@@ -237,29 +237,29 @@ if want 4 "${skip_train}"; then
     fi
 fi
 
-# Does the LM want speaker log-mel columns next to the latents?
+# One tts_conf entry of the LM config: its value, or nothing when it is missing or empty.
+lm_tts_conf() {  # lm_tts_conf <key>
+    "${python}" - "${lm_config}" "$1" <<'PY'
+import sys, yaml
+conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
+value = (conf.get("tts_conf") or {}).get(sys.argv[2])
+print(value if value else "")
+PY
+}
+
+# Does the LM want speaker log-mel columns next to the latents? (auto: it has a speaker encoder)
 use_speaker_mel() {
     case "${speaker_mel}" in
         true|false) echo "${speaker_mel}" ;;
-        auto) "${python}" - "${lm_config}" <<'PY'
-import sys, yaml
-conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
-print("true" if (conf.get("tts_conf") or {}).get("speaker_conf") else "false")
-PY
-        ;;
+        auto) [ -n "$(lm_tts_conf speaker_conf)" ] && echo true || echo false ;;
     esac
 }
 
-# Does the LM want speaker ids (to read the voice from another utterance of the same speaker)?
+# Does the LM want speaker ids? (auto: it reads the voice from another utterance of the same speaker)
 use_speaker_ids() {
     case "${use_sid}" in
         true|false) echo "${use_sid}" ;;
-        auto) "${python}" - "${lm_config}" <<'PY'
-import sys, yaml
-conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
-print("true" if (conf.get("tts_conf") or {}).get("speaker_reference") == "other_utterance" else "false")
-PY
-        ;;
+        auto) [ "$(lm_tts_conf speaker_reference)" = other_utterance ] && echo true || echo false ;;
     esac
 }
 
