@@ -225,6 +225,24 @@ class KalleSynthesizer:
             voice.description += " (prompt continuation)"
         return voice
 
+    def with_own_prompt(self, voice: VoiceLike, prompt_text: str, seed: int = 0, temperature: float = 1.0) -> Voice:
+        """``voice`` plus a prompt the model speaks itself: ``prompt_text`` generated once (by ``seed``, at
+        ``temperature``) in that voice, which every sentence then continues, as a clone continues its recording.
+
+        The LM takes its voice mostly from the frames before it, so a speaker latent alone can drift from
+        sentence to sentence; its own prompt holds the voice (how presets are made, ``pretrained.presets``).
+        Sampling the prompt at the paper's temperature 1.0 keeps it like the posterior samples the LM was trained
+        to continue; prompts sampled at 0.5 did not hold their voice (mini-en RESULTS.md).
+        """
+        base = self.voice(voice)
+        ids = self.check_text(prompt_text)[0]
+        frames = list(self._frames(ids, base, temperature, 1.0, seed, None))
+        if not frames:
+            raise ValueError(f"the model spoke no frames for the prompt {prompt_text!r} (seed {seed})")
+        return Voice(base.name, speaker=base.speaker, prompt_ids=torch.tensor(ids), prompt_latents=torch.stack(frames),
+                     lm_state=base.lm_state, description=base.description, seed=base.seed, prompt_text=prompt_text,
+                     tags=dict(base.tags))
+
     def adapt(self, prompt_wav, prompt_text: str, steps: int = 50, n_samples: int = 200, learning_rate: float = 1e-4,
               name: str = "adapted", seed: int = 0, continuation: bool = True) -> Voice:
         """Test-time training on one recording: a cloned voice (``clone``, the same ``continuation``) plus LM

@@ -1,7 +1,8 @@
 """A voice: what conditions generation besides the text. Presets, clones and adapted (TTT) voices are all one type.
 
 - ``speaker``: a speaker latent (a preset sampled from N(0, I), or the encoder's latent of a reference recording);
-- ``prompt_ids`` + ``prompt_latents``: a prompt that every sentence continues (clones; the released model's only way);
+- ``prompt_ids`` + ``prompt_latents``: a prompt that every sentence continues (clones: their recording; presets: a
+  prompt the model spoke itself in the preset's voice; the released model's only way to clone);
 - ``lm_state``: LM weights adapted to one prompt by test-time training (the base model is never modified).
 """
 
@@ -32,8 +33,8 @@ class Voice:
     def kind(self) -> str:
         if self.lm_state is not None:
             return "adapted"
-        if self.prompt_latents is not None or (self.speaker is not None and self.seed is None):
-            return "cloned"
+        if self.seed is None and (self.prompt_latents is not None or self.speaker is not None):
+            return "cloned"  # from a recording; presets carry the seed of their speaker latent (and own prompt)
         return "preset"
 
     def save(self, path: str | Path) -> None:

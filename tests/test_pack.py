@@ -13,7 +13,7 @@ def test_half_and_int8_flags_round_trip(tiny_model_dir, tmp_path):
     out = tmp_path / "packed"
     pack_main(["--lm-config", str(root / "kalle_config.yaml"), "--lm-model", str(root / "kalle.pth"),
                "--codec-config", str(root / "codec_config.yaml"), "--codec-model", str(root / "codec.pth"),
-               "--out", str(out), "--voices", "2", "--half", "--int8-lm"])
+               "--out", str(out), "--voices", "2", "--voice-candidates", "3", "--half", "--int8-lm"])
     meta = yaml.safe_load((out / "model.yaml").read_text())
     assert meta["int8_lm"] is True and len(list((out / "voices").glob("*.voice.pt"))) == 2
     stored = torch.load(out / meta["lm_model"], weights_only=True)

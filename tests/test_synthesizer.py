@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from espnet_kalle.pretrained.presets import PROMPT_TEXT as PRESET_PROMPT_TEXT
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.text import TextError
 from espnet_kalle.voice import Voice
@@ -33,6 +34,10 @@ def test_loads_model_dir_with_voices(synth):
     assert synth.default_voice == "mid-1"
     for voice in synth.voices.values():
         assert voice.speaker.shape == (4,) and voice.kind == "preset" and "F0" in voice.description
+        # each preset continues a prompt the model spoke itself from the preset's speaker latent
+        torch.testing.assert_close(voice.speaker, synth.model.voice_from_seed(voice.seed), atol=0, rtol=0)
+        assert voice.prompt_latents.ndim == 2 and voice.prompt_latents.shape[1] == 8
+        assert voice.prompt_ids.tolist() == synth.tokenizer(PRESET_PROMPT_TEXT)
 
 
 def test_synthesize_is_float32_mono_and_deterministic(synth):

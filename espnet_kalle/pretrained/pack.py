@@ -2,59 +2,24 @@
 
     python -m espnet_kalle.pretrained.pack --lm-config exp/kalle/config.yaml --lm-model exp/kalle/valid.loss.best.pth \
         --codec-config exp/flowvae/config.yaml --codec-model exp/flowvae/latest.pth --out exp/packed/mini-en \
-        [--voices 6] [--name mini-en] [--half] [--int8-lm]
+        [--voices 6] [--voice-candidates 48] [--name mini-en] [--half] [--int8-lm]
 
 Layout: model.yaml, lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
-Preset voices are speaker latents drawn from N(0, I) by seed, named by their pitch (low/mid/high) measured on a
-test sentence. Weights may be stored as float16 (``--half``) to halve the size; they load back as float32.
+Preset voices are speaker latents drawn from N(0, I) by seed, each continuing a prompt the model speaks itself,
+picked and named by pitch (``espnet_kalle.pretrained.presets``). Weights may be stored as float16 (``--half``) to halve the size; they load back as float32.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 import yaml
 
 from espnet_kalle.checkpoint import load_state_dict, save_atomic
 from espnet_kalle.tts.load import read_train_config
-from espnet_kalle.voice import Voice
-
-PITCH_SENTENCE = "This is my voice, and I like the way it sounds."
-
-
-def median_f0(wav: np.ndarray, sample_rate: int) -> float:
-    import pyworld
-
-    f0, _ = pyworld.harvest(wav.astype(np.float64), sample_rate, frame_period=10.0)
-    voiced = f0[f0 > 0]
-    return float(np.median(voiced)) if voiced.size else 0.0
-
-
-def name_presets(synth, n_voices: int, first_seed: int = 0) -> List[Voice]:
-    """Draw n voices by seed and name them by pitch band (the user's first question about a voice)."""
-    measured = []
-    for seed in range(first_seed, first_seed + n_voices):
-        voice = synth.voice(seed)
-        wav = synth.synthesize(PITCH_SENTENCE, voice=voice, seed=0)
-        measured.append((median_f0(wav, synth.sample_rate) if wav.size else 0.0, seed, voice))
-    measured.sort(key=lambda item: item[0])
-    bands = ["low", "mid", "high"]
-    counts = {b: 0 for b in bands}
-    voices = []
-    for rank, (f0, seed, voice) in enumerate(measured):
-        band = bands[min(len(bands) - 1, rank * len(bands) // max(1, len(measured)))]
-        counts[band] += 1
-        voice.name = f"{band}-{counts[band]}"
-        voice.description = f"preset voice (seed {seed}), median F0 {f0:.0f} Hz"
-        voice.tags = {"median_f0": f"{f0:.1f}", "band": band}
-        voices.append(voice)
-    return voices
-
 
 LM_CONFIG, LM_MODEL = "lm/config.yaml", "lm/model.pth"
 CODEC_CONFIG, CODEC_MODEL = "codec/config.yaml", "codec/model.pth"
@@ -99,27 +64,21 @@ def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, An
 
 
 def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
-         n_voices: int = 6, name: Optional[str] = None, half: bool = False, int8_lm: bool = False) -> Path:
-    """``int8_lm`` marks the dir so the synthesizer generates with an int8 backbone by default (weights stay float)."""
+         n_voices: int = 6, name: Optional[str] = None, half: bool = False, int8_lm: bool = False,
+         n_candidates: Optional[int] = None) -> Path:
+    """``int8_lm`` marks the dir so the synthesizer generates with an int8 backbone by default (weights stay float).
+    ``n_candidates``: seeds auditioned for the ``n_voices`` presets (``presets.make_presets``)."""
     config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
     codec_conf = yaml.safe_load(Path(codec_config).read_text(encoding="utf-8"))
-    meta = write_model_dir(out, config, load_state_dict(lm_model, "LM model file"), codec_conf,
-                           load_state_dict(codec_model, "codec model file"), name, half,
-                           {"int8_lm": True} if int8_lm else None)
+    write_model_dir(out, config, load_state_dict(lm_model, "LM model file"), codec_conf,
+                    load_state_dict(codec_model, "codec model file"), name, half,
+                    {"int8_lm": True} if int8_lm else None)
 
+    from espnet_kalle.pretrained.presets import write_presets
     from espnet_kalle.synthesizer import KalleSynthesizer
 
     synth = KalleSynthesizer.from_pretrained(out)
-    voices_dir = out / "voices"
-    if voices_dir.exists():
-        shutil.rmtree(voices_dir)
-    voices_dir.mkdir()
-    if synth.model.speaker is not None and n_voices > 0:
-        presets = name_presets(synth, n_voices)
-        for voice in presets:
-            voice.save(voices_dir / f"{voice.name}.voice.pt")
-        meta["default_voice"] = presets[len(presets) // 2].name
-        (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    write_presets(out, synth, n_voices if synth.model.speaker is not None else 0, n_candidates)
     return out
 
 
@@ -131,12 +90,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--codec-model", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--voices", type=int, default=6, help="number of preset voices to draw and name")
+    parser.add_argument("--voice-candidates", type=int, default=None,
+                        help="seeds to audition for the presets (default 8 per voice)")
     parser.add_argument("--name", default=None)
     parser.add_argument("--half", action="store_true", help="store weights as float16")
     parser.add_argument("--int8-lm", action="store_true", help="generate with int8 LM weights by default (CPU)")
     args = parser.parse_args(argv)
     out = pack(args.lm_config, args.lm_model, args.codec_config, args.codec_model, args.out, args.voices,
-               args.name, args.half, args.int8_lm)
+               args.name, args.half, args.int8_lm, args.voice_candidates)
     print(f"packed model dir: {out}")
 
 

@@ -67,7 +67,7 @@ use_sid=auto            # pass ESPnet speaker ids (utt2sid -> sids) to the LM: a
                         # speaker_reference: other_utterance (its speaker encoder reads another utterance)
 extract_args=""         # more kalle-extract-latents options
 
-num_voices=4            # preset voices drawn when packing
+num_voices=4            # preset voices picked when packing (pack_args="--voice-candidates N": seeds auditioned)
 pack_args=""            # more espnet_kalle.pretrained.pack options
 decode_config=""        # conf/decode.yaml
 decode_args=""          # more espnet_kalle.recipe.decode options
