@@ -77,8 +77,8 @@ class KalleSynthesizer:
         self._adapted: Dict[int, tuple] = {}
         self._lock = threading.Lock()
         self.int8 = int8  # generate with int8 backbone weights (adapt() still trains the float LM)
-        # Run the LM's per-frame step in onnxruntime (CPU, backbones up to onnx_step.MAX_PARAMETERS): ~3x faster
-        # than eager PyTorch for small LMs. False: PyTorch (the reference path).
+        # Run the LM backbone (the prompt, then each frame) in onnxruntime (CPU, backbones up to
+        # onnx_step.MAX_PARAMETERS): ~3x faster than eager PyTorch for small LMs. False: PyTorch (the reference path).
         self.onnx_steps = True
         self._generators: Dict[tuple, Tuple[KalleLM, Optional[OnnxDecodeStep]]] = {}
         # Most frames per decoder call: after the first frame (decoded alone, for time to first audio) calls take

@@ -79,8 +79,8 @@ def iter_generate(
     needed when ``config.guidance_weight`` > 0. A stopped item's rows are still computed but not emitted.
     The head (``model.head``) decides stop and draws the frames of a step; a head with r frames per step (MELLE's
     reduction factor) yields r frames per LM step, so frame counts (min/max) may overshoot by up to r - 1.
-    ``decode_step`` runs every step after the prompt in onnxruntime; it applies to one item with the KV cache and
-    without guidance, and other calls ignore it.
+    ``decode_step`` runs the prompt (its prefill graph, if exported) and every step after it in onnxruntime; it
+    applies to one item with the KV cache and without guidance, and other calls ignore it.
     """
     batch = len(prefixes)
     guided = config.guidance_weight > 0
@@ -102,10 +102,15 @@ def iter_generate(
     inputs, mask = _left_pad(list(prefixes) + list(unconditional_prefixes or []) if guided else list(prefixes))
     positions = (mask.cumsum(1) - 1).clamp(min=0)
     cache = DynamicCache() if config.use_cache else None
-    hidden = _last_hidden(model, inputs, mask, positions, cache)
     onnx_past = None
     if decode_step is not None and cache is not None and not guided and batch == 1:
-        onnx_past = decode_step.start(cache)
+        if decode_step.can_prefill:
+            hidden, onnx_past = decode_step.prefill(inputs)
+        else:
+            hidden = _last_hidden(model, inputs, mask, positions, cache)
+            onnx_past = decode_step.start(cache)
+    else:
+        hidden = _last_hidden(model, inputs, mask, positions, cache)
     active = torch.ones(batch, dtype=torch.bool)
     n_done = 0  # frames generated so far
     while True:

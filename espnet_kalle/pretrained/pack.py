@@ -6,7 +6,8 @@
 
 Layout: model.yaml, lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
 Preset voices are speaker latents drawn from N(0, I) by seed, each continuing a prompt the model speaks itself,
-picked and named by pitch (``espnet_kalle.pretrained.presets``). Weights may be stored as float16 (``--half``) to halve the size; they load back as float32.
+picked and named by pitch (``espnet_kalle.pretrained.presets``). Weights may be stored as float16 (``--half``)
+to halve the size; they load back as float32.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def make_presets(synth, n_voices: int, n_candidates: Optional[int] = None, encod
     return name_by_pitch(pick_distinct(candidates, n_voices))
 
 
-def write_presets(model_dir: Path, synth, n_voices: int, n_candidates: Optional[int] = None, progress=None) -> List[Voice]:
+def write_presets(model_dir: Path, synth, n_voices: int, n_candidates: Optional[int] = None,
+                  progress=None) -> List[Voice]:
     """Replace the model dir's ``voices/`` with fresh presets and make the middle one the default."""
     presets = make_presets(synth, n_voices, n_candidates, progress=progress)
     meta_path = model_dir / "model.yaml"

@@ -80,3 +80,34 @@ def test_generation_through_the_onnx_step_follows_pytorch(model_and_prefix):
 def test_only_small_llama_backbones_are_exported(tiny_lm):
     assert can_export(tiny_lm().backbone)
     assert not can_export(torch.nn.Linear(4, 4))
+
+
+def test_prefill_graph_runs_the_prompt_like_pytorch(model_and_prefix):
+    model, prefix = model_and_prefix
+    step = OnnxDecodeStep.from_backbone(model.backbone)
+    hidden, past = step.prefill(prefix[None])
+    cache = prompt_cache(model, prefix)
+    with torch.inference_mode():
+        reference = model.backbone(inputs_embeds=prefix[None]).last_hidden_state[:, -1]
+    torch.testing.assert_close(hidden, reference, atol=1e-4, rtol=1e-4)
+    for ours, theirs in zip(past, step.start(cache)):  # the same keys and values for every layer and position
+        assert ours.shape == theirs.shape == (1, model.backbone.config.num_key_value_heads, prefix.shape[0],
+                                               theirs.shape[3])
+        torch.testing.assert_close(torch.from_numpy(ours), torch.from_numpy(theirs), atol=1e-4, rtol=1e-4)
+    # the frames after it continue from that state as from PyTorch's
+    inputs = [torch.randn(1, 1, model.backbone.config.hidden_size) for _ in range(4)]
+    ours = [step(x, prefix.shape[0] + i, past) for i, x in enumerate(inputs)]
+    for a, b in zip(ours, torch_steps(model, prefix, inputs)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_generation_without_the_prefill_graph_takes_over_pytorch_prompt(model_and_prefix):
+    model, prefix = model_and_prefix
+    config = GenerationConfig(min_frames=8, max_frames=8)
+    step = OnnxDecodeStep.from_backbone(model.backbone, prefill=False)
+    assert not step.can_prefill
+    with pytest.raises(RuntimeError, match="prefill"):
+        step.prefill(prefix[None])
+    ours = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([3]), decode_step=step)[0]
+    reference = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([3]))[0]
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
