@@ -59,6 +59,6 @@ def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 
                                          "cleaner": None, "g2p": None, "odim": odim, "tts_conf": tts_conf}))
     lm_model = root / "kalle.pth"
     torch.save({f"tts.{k}": v for k, v in model.state_dict().items()}, lm_model)
-    # a few auditioned seeds per preset keep the fixture fast (the real default is 8 per voice)
+    # a few auditioned seeds per preset keep the fixture fast (the default is presets.CANDIDATES_PER_VOICE)
     return pack(lm_config, lm_model, codec_config, codec_model, root / "model", n_voices=n_voices, name="tiny",
                 n_candidates=n_voices + 2)

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from espnet_kalle.checkpoint import load_state_dict, save_atomic
+from espnet_kalle.pretrained.presets import CANDIDATES_PER_VOICE, write_presets
 from espnet_kalle.tts.load import read_train_config
 
 LM_CONFIG, LM_MODEL = "lm/config.yaml", "lm/model.pth"
@@ -75,7 +76,6 @@ def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path,
                     load_state_dict(codec_model, "codec model file"), name, half,
                     {"int8_lm": True} if int8_lm else None)
 
-    from espnet_kalle.pretrained.presets import write_presets
     from espnet_kalle.synthesizer import KalleSynthesizer
 
     synth = KalleSynthesizer.from_pretrained(out)
@@ -92,7 +92,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--voices", type=int, default=6, help="number of preset voices to draw and name")
     parser.add_argument("--voice-candidates", type=int, default=None,
-                        help="seeds to audition for the presets (default 8 per voice)")
+                        help=f"seeds to audition for the presets (default {CANDIDATES_PER_VOICE} per voice)")
     parser.add_argument("--name", default=None)
     parser.add_argument("--half", action="store_true", help="store weights as float16")
     parser.add_argument("--int8-lm", action="store_true", help="generate with int8 LM weights by default (CPU)")

@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import yaml
 
+from espnet_kalle.scoring.speaker_sim import unit
 from espnet_kalle.voice import Voice
 
 PROMPT_TEXT = "The wings of birds were clogged with ice and snow."
@@ -65,11 +66,6 @@ class Candidate:
         """Median F0 over the voiced frames of its check sentences (0.0 when none is voiced)."""
         voiced = [f for f in (median_f0(w, self.sample_rate) for w in self.wavs if w.size) if f > 0]
         return float(np.median(voiced)) if voiced else 0.0
-
-
-def unit(v: np.ndarray) -> np.ndarray:
-    norm = float(np.linalg.norm(v))
-    return v / norm if norm > 0 else v
 
 
 def median_f0(wav: np.ndarray, sample_rate: int) -> float:
