@@ -15,10 +15,11 @@ What is timed (median of --repeats after one warm-up call per sentence; RTF = co
   TTFA = time from calling ``stream(text)`` to its first chunk on the 10-word sentence, plus the total stream time.
   Parameters = LM + Flow-VAE decoder (the parts used at inference; not the Flow-VAE encoder/flow, nor the speaker
   encoder, which only cloning uses). ``--int8`` adds a row with the synthesizer's own int8 mode (``int8=True`` /
-  ``kalle-tts --int8``: int8 MatMul weights in the LM's per-frame step). The per-frame step runs in onnxruntime
-  (``KalleSynthesizer.onnx_steps``); ``--pytorch-steps`` adds rows with eager PyTorch steps (torch's dynamic int8
-  Linear layers for int8), the path before onnxruntime. With ``--threads 1`` on a 2-core machine the LM samples in a
-  worker thread while the caller's thread decodes (``KalleSynthesizer.run_ahead``): two threads in all.
+  ``kalle-tts --int8``: int8 MatMul weights in the LM's per-frame step). The LM's prompt and per-frame steps and
+  the Flow-VAE's istft decoder run in onnxruntime (``KalleSynthesizer.onnx_steps``); ``--pytorch-steps`` adds rows
+  with both in eager PyTorch (torch's dynamic int8 Linear layers for int8), the path before onnxruntime. With
+  ``--threads 1`` on a 2-core machine the LM samples in a worker thread while the caller's thread decodes
+  (``KalleSynthesizer.run_ahead``): two threads in all.
 - VITS (espnet2.gan_tts.vits VITSGenerator, weight norm off): its hidden/decoder widths are scaled together until
   its inference parameters (all but the posterior encoder) match KALL-E's total. Random durations would give any
   length, so the output length is forced to KALL-E's: the stochastic duration predictor runs (and is timed) on the
@@ -195,7 +196,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--int8", action="store_true", help="also time the LM with dynamic int8 nn.Linear layers")
     parser.add_argument("--pytorch-steps", action="store_true",
-                        help="also time KALL-E with eager PyTorch LM steps instead of onnxruntime")
+                        help="also time KALL-E with the LM and decoder in eager PyTorch instead of onnxruntime")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     synth = load(args.model)

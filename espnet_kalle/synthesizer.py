@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple, Union
 
@@ -22,9 +23,10 @@ import torch
 import yaml
 
 from espnet_kalle.audio import load_audio
+from espnet_kalle.codec.onnx_decoder import OnnxDecoder, can_export_decoder
 from espnet_kalle.lm.generate import iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
-from espnet_kalle.lm.onnx_step import OnnxDecodeStep, can_export
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.lm.ttt import test_time_train
 from espnet_kalle.pretrained import resolve_model_dir
@@ -37,6 +39,7 @@ MIN_PROMPT_SECONDS, MAX_PROMPT_SECONDS = 1.0, 30.0
 # Plausible speaking rates in text tokens per second of prompt audio; outside this the transcript is wrong.
 PROMPT_TOKENS_PER_SECOND = (1.5, 40.0)
 SPEED_RANGE = (0.25, 4.0)  # speaking-rate factors FrameRateChanger accepts
+VOICE_STARTS_KEPT = 16  # voices whose prefix start (speaker + prompt text keys and values) stays computed
 
 
 class FrameRateChanger:
@@ -79,11 +82,17 @@ class KalleSynthesizer:
         self.int8 = int8  # generate with int8 backbone weights (adapt() still trains the float LM)
         # Run the LM backbone (the prompt, then each frame) in onnxruntime (CPU, backbones up to
         # onnx_step.MAX_PARAMETERS): ~3x faster than eager PyTorch for small LMs. False: PyTorch (the reference path).
+        # It also runs the Flow-VAE's istft decoder (``codec.onnx_decoder``; ~5x less time per call).
         self.onnx_steps = True
+        self._onnx_decoder: Optional[OnnxDecoder] = None
         self._generators: Dict[tuple, Tuple[KalleLM, Optional[OnnxDecodeStep]]] = {}
+        # Keys and values of each recent voice's speaker and prompt text, which open every sentence's prefix:
+        # computed once per voice, so a sentence prefills only its own text and the prompt's frames.
+        self._voice_starts: "OrderedDict[tuple, PrefixState]" = OrderedDict()
         # Most frames per decoder call: after the first frame (decoded alone, for time to first audio) calls take
         # 2, 4, ... frames up to this, so audio arrives in growing bursts, each made in far less time than it lasts.
-        # The decoder's cost per frame falls with the block (mini-en: 2.4 / 0.94 / 0.34 ms at 1 / 4 / 16 frames).
+        # The decoder's cost per frame falls with the block (mini-en, onnxruntime, 1 thread: ~0.6 / 0.45 / 0.22 ms at
+        # 1 / 4 / 16 frames; eager PyTorch: 4.2 / 1.7 / 0.55).
         self.decode_block_frames = 16
         # Sample the next frames in a worker thread while this one decodes, so LM and decoder overlap; the audio is
         # the same either way. None: only when torch leaves a core free for the worker (torch.set_num_threads
@@ -115,7 +124,8 @@ class KalleSynthesizer:
         synth.meta = meta
         synth.model_dir = root
         model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
-        synth._generator(model.lm)  # export the onnxruntime step now rather than within the first synthesis
+        synth._generator(model.lm)  # export the onnxruntime graphs now rather than within the first synthesis
+        synth._stream_decoder()
         return synth
 
     @property
@@ -323,26 +333,33 @@ class KalleSynthesizer:
         sentence i samples with seed ``seed + i``: speaking sentences one by one with those seeds and pauses gives
         the same audio. Concurrent calls from several threads are safe: each keeps its own cache and decoder state.
         """
+        return self._audio(text, voice, temperature, speed, seed, cancel, pause_frames, first_block=1)
+
+    def _audio(self, text: str, voice: VoiceLike, temperature: Optional[float], speed: float, seed: int,
+               cancel: Optional[threading.Event], pause_frames: int, first_block: int) -> Iterator[np.ndarray]:
+        """``stream``'s chunks, decoding each sentence's first ``first_block`` frames in one decoder call."""
         resolved = self.voice(voice)
         token_ids = self.check_text(text)  # fail before any audio if a sentence is unspeakable
         for index, ids in enumerate(token_ids):
             if index and pause_frames:
                 for _ in range(pause_frames):
                     yield np.zeros(self.hop_length, dtype=np.float32)
-            for chunk in self._stream_sentence(ids, resolved, temperature, speed, seed + index, cancel):
+            for chunk in self._stream_sentence(ids, resolved, temperature, speed, seed + index, cancel, first_block):
                 yield chunk
                 if cancel is not None and cancel.is_set():
                     return
 
-    def _stream_sentence(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[np.ndarray]:
+    def _stream_sentence(self, ids, voice: Voice, temperature, speed, seed, cancel,
+                         first_block: int = 1) -> Iterator[np.ndarray]:
         frames = self._frames(ids, voice, temperature, speed, seed, cancel)
         if self.runs_ahead:
             frames = run_ahead(frames, name="kalle-lm")
-        decoder = self.codec.stream_decoder()
-        # The first frame is decoded alone (time to first audio), later ones in doubling blocks: a decoder call on
-        # one frame costs nearly what a call on several does (reading the weights dominates at this size).
+        decoder = self._stream_decoder()
+        # Streaming decodes the first frame alone (time to first audio), later ones in doubling blocks: a decoder
+        # call on one frame costs nearly what a call on several does (reading the weights dominates at this size).
+        # ``synthesize`` starts with whole blocks: it returns nothing before the end anyway. Same audio either way.
         pending: List[torch.Tensor] = []
-        block = 1
+        block = max(1, min(first_block, self.decode_block_frames))
         try:
             for z in frames:
                 pending.append(z)
@@ -357,6 +374,16 @@ class KalleSynthesizer:
             yield from self._chunks(decoder.push(torch.stack(pending, dim=-1)[None]))
         yield from self._chunks(decoder.flush())
 
+    def _stream_decoder(self):
+        """A fresh incremental Flow-VAE decoder: onnxruntime's with ``onnx_steps`` (CPU, istft head), else PyTorch's."""
+        on_cpu = next(self.codec.parameters()).device.type == "cpu"
+        if not (self.onnx_steps and on_cpu and can_export_decoder(self.codec.decoder)):
+            return self.codec.stream_decoder()
+        with self._lock:
+            if self._onnx_decoder is None:
+                self._onnx_decoder = OnnxDecoder(self.codec.decoder, self.codec.latent_dim)
+        return self._onnx_decoder.stream()
+
     def _frames(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[torch.Tensor]:
         """The latent frames [D] of one sentence as the LM samples them, resampled in time for ``speed``."""
         lm, decode_step = self._generator_for(voice)
@@ -369,8 +396,11 @@ class KalleSynthesizer:
             full = piece if voice.prompt_ids is None else torch.cat([voice.prompt_ids, piece])
             with torch.inference_mode():
                 prefix = lm.prefix(full, voice.speaker, voice.prompt_latents)
+            start = self._voice_start(voice, lm, decode_step, prefix)
+            if start is not None:
+                prefix = prefix[start.length :]
             steps = iter_generate(lm, [prefix], [piece.numel()], config, seeded_generators([seed]),
-                                  decode_step=decode_step)
+                                  decode_step=decode_step, start=start)
             try:
                 for z, _ in steps:
                     if cancel is not None and cancel.is_set():
@@ -379,6 +409,26 @@ class KalleSynthesizer:
             finally:
                 steps.close()
 
+    def _voice_start(self, voice: Voice, lm: KalleLM, decode_step: Optional[OnnxDecodeStep],
+                     prefix: torch.Tensor) -> Optional[PrefixState]:
+        """The keys and values of ``prefix``'s sentence-independent start, [speaker][prompt text], for a voice with
+        a prompt (None otherwise, or when PyTorch runs the prompt): made on the voice's first sentence, then reused."""
+        if voice.prompt_ids is None or decode_step is None or not decode_step.can_prefill:
+            return None
+        length = int(lm.speaker_linear is not None) + int(voice.prompt_ids.numel())
+        key = (id(decode_step), _tensor_key(voice.speaker), _tensor_key(voice.prompt_ids))
+        with self._lock:
+            state = self._voice_starts.get(key)
+            if state is not None:
+                self._voice_starts.move_to_end(key)
+                return state
+        state = decode_step.prefix_state(prefix[None, :length])
+        with self._lock:
+            self._voice_starts[key] = state
+            while len(self._voice_starts) > VOICE_STARTS_KEPT:
+                self._voice_starts.popitem(last=False)
+        return state
+
     def _chunks(self, wav: torch.Tensor) -> Iterator[np.ndarray]:
         samples = wav.reshape(-1).float().numpy()
         for start in range(0, samples.shape[0], self.hop_length):
@@ -386,6 +436,14 @@ class KalleSynthesizer:
 
     def synthesize(self, text: str, voice: VoiceLike = None, temperature: Optional[float] = None,
                    speed: float = 1.0, seed: int = 0) -> np.ndarray:
-        """The whole utterance as float32 mono at ``sample_rate``."""
-        chunks = list(self.stream(text, voice, temperature, speed, seed))
+        """The whole utterance as float32 mono at ``sample_rate`` (``stream``'s audio, decoded in fewer calls)."""
+        chunks = list(self._audio(text, voice, temperature, speed, seed, None, 1, self.decode_block_frames))
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def _tensor_key(tensor: Optional[torch.Tensor]) -> Optional[tuple]:
+    """A hashable copy of a small tensor's contents: voices are mutable, so the cache keys on what they hold."""
+    if tensor is None:
+        return None
+    array = tensor.detach().cpu().contiguous().numpy()
+    return array.dtype.str, array.shape, array.tobytes()

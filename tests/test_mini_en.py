@@ -75,7 +75,7 @@ def test_voices_differ_and_streaming_matches(mini):
     assert not np.array_equal(first[: min(first.size, last.size)], last[: min(first.size, last.size)])
     chunks = list(mini.stream("Good morning.", voice=names[0], seed=0))
     assert all(c.shape == (1280,) for c in chunks)
-    np.testing.assert_array_equal(np.concatenate(chunks), first)
+    np.testing.assert_allclose(np.concatenate(chunks), first, atol=1e-5, rtol=0)  # decoded in other blocks
 
 
 @pytest.mark.parametrize("text", ["", "...", "?! ,"])

@@ -55,11 +55,25 @@ def test_seed_voices_are_repeatable_and_distinct(synth):
     np.testing.assert_array_equal(synth.synthesize("hi.", voice=42), synth.synthesize("hi.", voice=42))
 
 
-def test_stream_yields_80ms_chunks_equal_to_synthesize(synth):
+def test_stream_yields_80ms_chunks_equal_to_synthesize(synth, monkeypatch):
+    """Same audio; synthesize, which returns nothing before the end, decodes in whole blocks (fewer calls)."""
+    calls = []
+    make = synth._stream_decoder
+
+    def counted():
+        decoder = make()
+        push = decoder.push
+        decoder.push = lambda z: calls.append(z.shape[-1]) or push(z)
+        return decoder
+
+    monkeypatch.setattr(synth, "_stream_decoder", counted)
     chunks = list(synth.stream("hello there. how are you?", voice="mid-1", seed=3))
+    streamed_calls, calls[:] = list(calls), []
     assert all(c.shape == (1280,) and c.dtype == np.float32 for c in chunks)
-    np.testing.assert_array_equal(np.concatenate(chunks), synth.synthesize("hello there. how are you?", "mid-1",
-                                                                            seed=3))
+    whole = synth.synthesize("hello there. how are you?", "mid-1", seed=3)
+    np.testing.assert_allclose(np.concatenate(chunks), whole, atol=1e-5, rtol=0)
+    assert streamed_calls[0] == 1 and sum(streamed_calls) == sum(calls)
+    assert len(calls) < len(streamed_calls) and max(calls) > 1
 
 
 @pytest.mark.parametrize("run_ahead", [True, False])
@@ -224,16 +238,59 @@ def test_int8_generates_with_quantized_backbone_and_keeps_the_float_lm(tiny_mode
 
 
 def test_onnx_steps_follow_the_pytorch_path(synth):
-    """Same seed, same voice: the onnxruntime step and PyTorch's give the same speech up to float rounding."""
+    """Same seed, same voice: onnxruntime (LM steps and decoder) and PyTorch give the same speech up to float
+    rounding."""
+    from espnet_kalle.codec.onnx_decoder import OnnxStreamDecoder
+    from espnet_kalle.streaming import StreamDecoder
+
     text = "a sentence long enough to take many frames to say."
+    assert isinstance(synth._stream_decoder(), OnnxStreamDecoder)
     ours = synth.synthesize(text, voice="mid-1", seed=6)
     try:
         synth.onnx_steps = False
+        assert isinstance(synth._stream_decoder(), StreamDecoder)
         reference = synth.synthesize(text, voice="mid-1", seed=6)
     finally:
         synth.onnx_steps = True
     assert ours.size == reference.size > 1280 * 5
     np.testing.assert_allclose(ours, reference, atol=1e-3, rtol=0)
+
+
+def test_a_voice_start_is_prefilled_once_and_gives_the_same_speech(synth, prompt_wav, monkeypatch):
+    """The speaker and prompt text that open every sentence of a prompted voice are computed on its first sentence
+    only; later sentences reuse them, and the audio is what prefilling the whole prefix gives."""
+    voice = synth.clone(prompt_wav, PROMPT_TEXT, name="cached")
+    lm, step = synth._generator_for(voice)
+    synth._voice_starts.clear()  # an earlier clone of the same recording left the same start
+    starts = []
+    original = type(step).prefix_state
+    monkeypatch.setattr(type(step), "prefix_state", lambda self, x: starts.append(x.shape[1]) or original(self, x))
+    import espnet_kalle.synthesizer as module
+
+    prefixes = []
+    generate = module.iter_generate
+    monkeypatch.setattr(module, "iter_generate", lambda lm, p, *a, **k: prefixes.append((p[0], k["start"]))
+                        or generate(lm, p, *a, **k))
+    text = "a sentence long enough to take many frames to say."
+    first = synth.synthesize(text, voice=voice, seed=2)
+    again = synth.synthesize(text + " And another one after it.", voice=voice, seed=2)
+    assert starts == [1 + voice.prompt_ids.numel()]  # [speaker][prompt text], once for three sentences
+    ids = torch.tensor(synth.check_text(text)[0])  # (an ESPnet char token list has no BOS to drop)
+    with torch.inference_mode():
+        whole_prefix = lm.prefix(torch.cat([voice.prompt_ids, ids]), voice.speaker, voice.prompt_latents)
+    rest, start = prefixes[0]
+    assert start.length + rest.shape[0] == whole_prefix.shape[0]  # generation sees [start][the rest], nothing twice
+    torch.testing.assert_close(rest, whole_prefix[start.length :])
+    np.testing.assert_array_equal(again[: first.size], first)
+    monkeypatch.setattr(synth, "_voice_start", lambda *args: None)  # prefill every sentence's whole prefix
+    whole = synth.synthesize(text, voice=voice, seed=2)
+    assert whole.size == first.size
+    np.testing.assert_allclose(whole, first, atol=1e-4, rtol=0)
+    voice.prompt_ids = voice.prompt_ids[:-1]  # a voice changed in place is a new start, not a stale one
+    monkeypatch.undo()
+    monkeypatch.setattr(type(step), "prefix_state", lambda self, x: starts.append(x.shape[1]) or original(self, x))
+    synth.synthesize(text, voice=voice, seed=2)
+    assert starts == [1 + voice.prompt_ids.numel() + 1, 1 + voice.prompt_ids.numel()]
 
 
 def test_run_ahead_by_default_only_with_a_core_to_spare(synth, monkeypatch):

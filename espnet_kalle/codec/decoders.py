@@ -171,10 +171,18 @@ class ISTFTDecoder(nn.Module):
         return _synthesize_nonempty(self, self.conv_pre(z, state), state)
 
     def synthesize(self, x: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
+        return self.waveform(self.spectral_features(x, state), state)
+
+    def spectral_features(self, x: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
+        """``conv_pre`` output [B, dim, F] -> [B, F, subframes * 2 * bins]: the layers that hold the weights."""
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x, state)
-        h = self.out(self.final_norm(x.transpose(1, 2)))  # [B, F, subframes * 2 * bins]
+        return self.out(self.final_norm(x.transpose(1, 2)))
+
+    def waveform(self, h: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
+        """``spectral_features`` [B, F, subframes * 2 * bins] -> audio [B, 1, F * hop] (log-magnitude and phase per
+        sub-frame, then the causal inverse STFT)."""
         batch, n_frames = h.shape[:2]
         h = h.reshape(batch, n_frames * self.subframes, 2 * self.n_bins).transpose(1, 2)
         log_mag, phase = h.split(self.n_bins, dim=1)

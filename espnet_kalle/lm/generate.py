@@ -18,7 +18,7 @@ from transformers import DynamicCache
 
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
-from espnet_kalle.lm.onnx_step import OnnxDecodeStep
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState
 
 
 @dataclass
@@ -72,6 +72,7 @@ def iter_generate(
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
     decode_step: Optional[OnnxDecodeStep] = None,
+    start: Optional[PrefixState] = None,
 ) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
     """Yield (z [B, D], emitted [B] bool) once per frame until every item has stopped.
 
@@ -80,7 +81,9 @@ def iter_generate(
     The head (``model.head``) decides stop and draws the frames of a step; a head with r frames per step (MELLE's
     reduction factor) yields r frames per LM step, so frame counts (min/max) may overshoot by up to r - 1.
     ``decode_step`` runs the prompt (its prefill graph, if exported) and every step after it in onnxruntime; it
-    applies to one item with the KV cache and without guidance, and other calls ignore it.
+    applies to one item with the KV cache and without guidance, and other calls ignore it. ``start`` (from
+    ``decode_step.prefix_state``) holds the keys and values of positions before the prefix, computed once for many
+    sentences (a voice's speaker and prompt text); the prefix then holds only the positions after them.
     """
     batch = len(prefixes)
     guided = config.guidance_weight > 0
@@ -88,24 +91,30 @@ def iter_generate(
         raise ValueError("guidance_weight > 0 needs one unconditional prefix per item")
     if generators is not None and len(generators) != batch:
         raise ValueError("give one torch.Generator per item")
+    onnx_prefill = (decode_step is not None and decode_step.can_prefill and config.use_cache and not guided
+                    and batch == 1)
+    if start is not None and not onnx_prefill:
+        raise ValueError("a precomputed start needs one unguided item with the KV cache and a decode_step that"
+                         " can prefill")
+    offset = 0 if start is None else start.length
     limits = [config.frame_limits(n) for n in text_lengths]
-    room = [model.max_positions - p.shape[0] for p in prefixes]  # positions left for frames
+    room = [model.max_positions - offset - p.shape[0] for p in prefixes]  # positions left for frames
     if min(room) < 1:
         raise ValueError(
-            f"a prefix of {max(p.shape[0] for p in prefixes)} positions fills the model's {model.max_positions}:"
-            " split the text into sentences"
+            f"a prefix of {offset + max(p.shape[0] for p in prefixes)} positions fills the model's"
+            f" {model.max_positions}: split the text into sentences"
         )
     head, r = model.head, model.frames_per_step
     min_frames = torch.tensor([lo for lo, _ in limits])
     max_frames = torch.tensor([min(hi, n * r) for (_, hi), n in zip(limits, room)])
 
     inputs, mask = _left_pad(list(prefixes) + list(unconditional_prefixes or []) if guided else list(prefixes))
-    positions = (mask.cumsum(1) - 1).clamp(min=0)
+    positions = (mask.cumsum(1) - 1).clamp(min=0) + offset
     cache = DynamicCache() if config.use_cache else None
     onnx_past = None
     if decode_step is not None and cache is not None and not guided and batch == 1:
-        if decode_step.can_prefill:
-            hidden, onnx_past = decode_step.prefill(inputs)
+        if onnx_prefill:
+            hidden, onnx_past = decode_step.prefill(inputs, start)
         else:
             hidden = _last_hidden(model, inputs, mask, positions, cache)
             onnx_past = decode_step.start(cache)
@@ -155,11 +164,12 @@ def generate(
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
     decode_step: Optional[OnnxDecodeStep] = None,
+    start: Optional[PrefixState] = None,
 ) -> List[torch.Tensor]:
     """Run ``iter_generate`` to the end; returns one [T_i, D] tensor of latents per item (stop frame dropped)."""
     frames: List[List[torch.Tensor]] = [[] for _ in prefixes]
     for z, emitted in iter_generate(model, prefixes, text_lengths, config, generators, unconditional_prefixes,
-                                    decode_step):
+                                    decode_step, start):
         for i in torch.nonzero(emitted).flatten().tolist():
             frames[i].append(z[i])
     dim = model.latent_dim

@@ -3,8 +3,8 @@
 Why: a small LM generating one frame at a time on CPU spends most of each step outside arithmetic. For mini-en
 (6 layers x 320) a transformers LLaMA step in eager PyTorch costs ~8 ms (~5 ms with torch's dynamic int8), of which
 several milliseconds are per-op dispatch in Python; the same step as one onnxruntime graph costs ~2.8 ms float and
-~0.8 ms with onnxruntime's dynamic int8 MatMuls (1 thread, 80-150 cached positions). Generation keeps using PyTorch
-for the prompt (one call) and for the head and sampling; only the repeated backbone step runs here.
+~0.8 ms with onnxruntime's dynamic int8 MatMuls (1 thread, 80-150 cached positions). The head and the sampling
+stay in PyTorch; the backbone runs here.
 
 The graph is traced from the backbone itself (``torch.onnx.export`` of transformers' LlamaModel with a
 DynamicCache), so it is the same network with the same weights: float outputs match eager PyTorch to ~1e-6.
@@ -13,7 +13,9 @@ Batch 1 only, which is what streaming synthesis uses.
 The prompt (every position before the first frame) runs in a second graph of the same network that takes many
 positions at once with a causal mask (``prefill``). A voice that continues a prompt puts 100-150 positions before
 each sentence; mini-en prefills 117 in 15 ms (int8, 2 threads), where eager PyTorch took 39 ms for 148. The one-frame
-step keeps its own graph: the many-position graph costs ~1.0 ms per frame against ~0.75.
+step keeps its own graph: the many-position graph costs ~1.0 ms per frame against ~0.75. The graph also continues
+from keys and values it computed before (``PrefixState``): a voice's speaker and prompt text open every sentence's
+prefix, so they are computed once per voice and each sentence prefills only its own text and the prompt's frames.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import logging
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -59,6 +62,15 @@ def can_export(backbone: nn.Module) -> bool:
     return isinstance(backbone, LlamaModel) and sum(p.numel() for p in backbone.parameters()) <= MAX_PARAMETERS
 
 
+@dataclass(frozen=True)
+class PrefixState:
+    """Keys and values per layer of a prefix's first ``length`` positions, from ``OnnxDecodeStep.prefix_state``;
+    ``prefill`` continues from them without changing them, so one state serves any number of sentences."""
+
+    past: Tuple[np.ndarray, ...]
+    length: int
+
+
 class OnnxDecodeStep:
     """One generation step of a backbone in onnxruntime; ``prefill`` runs the prompt, ``start`` takes over a
     PyTorch prompt cache instead."""
@@ -68,12 +80,12 @@ class OnnxDecodeStep:
         # One frame at batch 1 is too small to split: a second thread costs more in hand-over than it saves
         # (mini-en, int8: 0.74 ms/step on 1 thread, 0.93 ms on 2). A prompt of ~100 positions is not
         # (13.6 ms on 2 threads, 19.0 on 1), so its graph uses torch's thread count unless told otherwise.
-        self.session = _session(model_bytes, threads)
+        self.session = cpu_session(model_bytes, threads)
         self.model_bytes = model_bytes
         self.past_names = [node.name for node in self.session.get_inputs()[3:]]  # after x, position, mask
         self.prefill_session = None
         if prefill_bytes is not None:
-            self.prefill_session = _session(prefill_bytes, prefill_threads or torch.get_num_threads())
+            self.prefill_session = cpu_session(prefill_bytes, prefill_threads or torch.get_num_threads())
         shape = self.session.get_inputs()[3].shape  # [1, heads, past, head_dim]
         self._empty_past = np.zeros((1, int(shape[1]), 0, int(shape[3])), dtype=np.float32)
 
@@ -93,23 +105,33 @@ class OnnxDecodeStep:
     def can_prefill(self) -> bool:
         return self.prefill_session is not None
 
-    def prefill(self, inputs: torch.Tensor) -> Tuple[torch.Tensor, List[np.ndarray]]:
-        """Hidden state [1, H] after the prompt embeddings ``inputs`` [1, S, H] at positions 0..S-1, and the
-        step's state (keys and values per layer) for the frames that follow."""
+    def prefill(self, inputs: torch.Tensor, start: Optional[PrefixState] = None
+                ) -> Tuple[torch.Tensor, List[np.ndarray]]:
+        """Hidden state [1, H] after the prompt embeddings ``inputs`` [1, S, H], and the step's state (keys and
+        values per layer) for the frames that follow. The inputs sit at positions 0..S-1, or right after ``start``
+        (positions start.length..start.length+S-1, attending to it as well)."""
         if self.prefill_session is None:
             raise RuntimeError("this step was exported without its prefill graph (prefill=False)")
-        if inputs.dim() != 3 or inputs.shape[0] != 1:
-            raise ValueError(f"prefill takes one prompt [1, S, H], got {tuple(inputs.shape)}")
+        if inputs.dim() != 3 or inputs.shape[0] != 1 or inputs.shape[1] == 0:
+            raise ValueError(f"prefill takes one non-empty prompt [1, S, H], got {tuple(inputs.shape)}")
         length = inputs.shape[1]
-        causal = np.triu(np.full((length, length), np.finfo(np.float32).min, dtype=np.float32), 1)
+        offset = 0 if start is None else start.length
+        mask = np.zeros((length, offset + length), dtype=np.float32)
+        mask[:, offset:] = np.triu(np.full((length, length), np.finfo(np.float32).min, dtype=np.float32), 1)
+        past = [self._empty_past] * len(self.past_names) if start is None else start.past
         feed = {
             "x": inputs.detach().float().contiguous().numpy(),
-            "position": np.arange(length, dtype=np.int64)[None],
-            "mask": causal[None, None],
-            **{name: self._empty_past for name in self.past_names},
+            "position": np.arange(offset, offset + length, dtype=np.int64)[None],
+            "mask": mask[None, None],
+            **dict(zip(self.past_names, past)),
         }
         hidden, *present = self.prefill_session.run(None, feed)
         return torch.from_numpy(hidden), present
+
+    def prefix_state(self, inputs: torch.Tensor) -> PrefixState:
+        """The keys and values of ``inputs`` [1, S, H] at positions 0..S-1, for later ``prefill(..., start=)``."""
+        _, present = self.prefill(inputs)
+        return PrefixState(tuple(present), int(inputs.shape[1]))
 
     def start(self, cache: DynamicCache) -> List[np.ndarray]:
         """The step's state (keys and values per layer) from a PyTorch cache of the prompt (batch 1)."""
@@ -131,7 +153,8 @@ class OnnxDecodeStep:
         return torch.from_numpy(hidden)
 
 
-def _session(model_bytes: bytes, threads: int):
+def cpu_session(model_bytes: bytes, threads: int):
+    """An onnxruntime CPU session of a serialised graph on ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -7,7 +7,7 @@ import torch
 from transformers import DynamicCache
 
 from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
-from espnet_kalle.lm.onnx_step import OnnxDecodeStep, can_export
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 
 TEXT = torch.tensor([1, 2, 3, 4, 5, 6])
 
@@ -99,6 +99,35 @@ def test_prefill_graph_runs_the_prompt_like_pytorch(model_and_prefix):
     ours = [step(x, prefix.shape[0] + i, past) for i, x in enumerate(inputs)]
     for a, b in zip(ours, torch_steps(model, prefix, inputs)):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_prefill_continues_from_a_computed_start_as_from_the_whole_prefix(model_and_prefix):
+    """A voice's start ([speaker][prompt text]) is computed once; each sentence prefills only what follows it."""
+    model, prefix = model_and_prefix
+    step = OnnxDecodeStep.from_backbone(model.backbone)
+    start = step.prefix_state(prefix[None, :3])
+    assert isinstance(start, PrefixState) and start.length == 3
+    kept = [k.copy() for k in start.past]
+    whole_hidden, whole_past = step.prefill(prefix[None])
+    for _ in range(2):  # the start is reused as it is: prefill never changes it
+        hidden, past = step.prefill(prefix[None, 3:], start)
+        torch.testing.assert_close(hidden, whole_hidden, atol=1e-5, rtol=1e-5)
+        for ours, theirs in zip(past, whole_past):
+            assert ours.shape == theirs.shape
+            torch.testing.assert_close(torch.from_numpy(ours), torch.from_numpy(theirs), atol=1e-5, rtol=1e-5)
+    for before, after in zip(kept, start.past):
+        assert (before == after).all()
+    # generation from the start gives the frames of generation from the whole prefix, and knows the room left
+    config = GenerationConfig(min_frames=6, max_frames=6)
+    reference = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([5]), decode_step=step)[0]
+    ours = generate(model, [prefix[3:]], [TEXT.numel()], config, seeded_generators([5]), decode_step=step,
+                    start=start)[0]
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="precomputed start"):
+        generate(model, [prefix[3:]], [TEXT.numel()], config, decode_step=None, start=start)
+    crowded = PrefixState(start.past, model.max_positions - prefix.shape[0] + 3)
+    with pytest.raises(ValueError, match=f"{model.max_positions}"):
+        generate(model, [prefix[3:]], [TEXT.numel()], config, decode_step=step, start=crowded)
 
 
 def test_generation_without_the_prefill_graph_takes_over_pytorch_prompt(model_and_prefix):
