@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 from espnet_kalle.scoring.data import load_hyp_dir, load_ref_dir
@@ -48,6 +49,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     if args.system and len(args.system) != len(args.hyp_dir):
         print(f"kalle-score: {len(args.system)} --system names for {len(args.hyp_dir)} --hyp-dir", file=sys.stderr)
+        return 2
+    # Inputs read only by the report, after minutes of scoring: check them first.
+    missing = [f"--latents {p}" for p in args.latents if not Path(p).is_file()]
+    missing += [f"--train-log-dir {d}" for d in args.train_log_dir if not Path(d).is_dir()]
+    if missing:
+        print(f"kalle-score: not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     names = args.system or [None] * len(args.hyp_dir)
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]

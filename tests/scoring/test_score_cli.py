@@ -59,3 +59,15 @@ def test_missing_package_is_reported_not_raised(flite_corpus, tmp_path, monkeypa
     assert main(["--ref-dir", str(tmp_path / "ref"), "--metrics", "dnsmos", "--out", str(tmp_path / "o")]) == 0
     assert "dnsmos: speechmos: not available (pip install espnet-kalle[score])" in (
         tmp_path / "o" / "RESULTS.md").read_text()
+
+
+def test_missing_report_inputs_fail_before_scoring(tmp_path, monkeypatch, capsys):
+    """--latents and --train-log-dir are read by the report, after the scoring: a wrong path must not cost that."""
+    import espnet_kalle.bin.score as cli
+
+    monkeypatch.setattr(cli, "load_ref_dir", lambda *a: pytest.fail("scored although an input is missing"))
+    assert main(["--ref-dir", str(tmp_path), "--latents", str(tmp_path / "none.scp"),
+                 "--train-log-dir", str(tmp_path / "no_exp"), "--out", str(tmp_path / "o")]) == 2
+    message = capsys.readouterr().err
+    assert "not found" in message and "none.scp" in message and "no_exp" in message
+    assert not (tmp_path / "o").exists()

@@ -382,11 +382,20 @@ if want 9 "${skip_eval}"; then
         [ "${dry_run}" = true ] || mapfile -t systems < "${dec}/systems"
         hyps=()
         for system in "${systems[@]}"; do hyps+=(--hyp-dir "${dec}/${system}" --system "${system}"); done
+        # The report also plots the split's latents and the training curves, when this recipe dir has them (a dir
+        # that only decodes a packed model may not; kalle-score refuses paths that do not exist).
+        extras=()
+        latents_scp="${latents_dir}/${dset}/feats.scp"
+        if [ -f "${latents_scp}" ] || [ "${dry_run}" = true ]; then extras+=(--latents "${latents_scp}")
+        else log "no ${latents_scp}: the report has no latent plots"; fi
+        for d in "${codec_exp}" "${lm_exp}"; do
+            if [ -d "${d}" ] || [ "${dry_run}" = true ]; then extras+=(--train-log-dir "${d}")
+            else log "no ${d}: the report has no training curves of it"; fi
+        done
         # One report over every system; the references are scored too, as the ceiling.
         # shellcheck disable=SC2086
         run ${decode_cmd} "${dec}/scoring/log/score.log" \
-            kalle-score --ref-dir "${dumpdir}/raw/${dset}" "${hyps[@]}" \
-            --latents "${latents_dir}/${dset}/feats.scp" --train-log-dir "${codec_exp}" --train-log-dir "${lm_exp}" \
+            kalle-score --ref-dir "${dumpdir}/raw/${dset}" "${hyps[@]}" "${extras[@]}" \
             --title "${dataset} ${dset}: ${lm_tag} + ${codec_tag}" --out "${dec}/scoring" ${score_args}
         mark_done "${dec}/scoring"
         [ "${dry_run}" = true ] || log "results: ${dec}/scoring/RESULTS.md"
