@@ -437,7 +437,8 @@ class KalleSynthesizer:
     def synthesize(self, text: str, voice: VoiceLike = None, temperature: Optional[float] = None,
                    speed: float = 1.0, seed: int = 0) -> np.ndarray:
         """The whole utterance as float32 mono at ``sample_rate`` (``stream``'s audio, decoded in fewer calls)."""
-        chunks = list(self._audio(text, voice, temperature, speed, seed, None, 1, self.decode_block_frames))
+        chunks = list(self._audio(text, voice, temperature, speed, seed, cancel=None, pause_frames=1,
+                                  first_block=self.decode_block_frames))
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
 
 

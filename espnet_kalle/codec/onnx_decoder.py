@@ -11,8 +11,6 @@ after it stays in PyTorch (complex numbers, a few ops). Float only: the audio ma
 
 from __future__ import annotations
 
-import io
-import warnings
 from typing import List
 
 import numpy as np
@@ -20,7 +18,7 @@ import torch
 from torch import nn
 
 from espnet_kalle.codec.decoders import ISTFTDecoder
-from espnet_kalle.lm.onnx_step import cpu_session
+from espnet_kalle.onnx_graphs import cpu_session, export_graph
 
 
 def can_export_decoder(decoder: nn.Module) -> bool:
@@ -94,12 +92,5 @@ class OnnxStreamDecoder:
 def _export(features: _SpectralFeatures, latent_dim: int, context_shapes) -> bytes:
     names = [f"context_{i}" for i in range(len(context_shapes))]
     example = (torch.zeros(1, latent_dim, 2), *(torch.zeros(shape) for shape in context_shapes))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer and deprecation notes about the TorchScript-based exporter
-        torch.onnx.export(
-            features, example, buffer, input_names=["z", *names],
-            output_names=["features", *(f"{name}_out" for name in names)],
-            dynamic_axes={"z": {2: "frames"}, "features": {1: "frames"}}, dynamo=False, opset_version=17,
-        )
-    return buffer.getvalue()
+    return export_graph(features, example, ["z", *names], ["features", *(f"{name}_out" for name in names)],
+                        {"z": {2: "frames"}, "features": {1: "frames"}})

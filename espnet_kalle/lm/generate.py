@@ -91,8 +91,8 @@ def iter_generate(
         raise ValueError("guidance_weight > 0 needs one unconditional prefix per item")
     if generators is not None and len(generators) != batch:
         raise ValueError("give one torch.Generator per item")
-    onnx_prefill = (decode_step is not None and decode_step.can_prefill and config.use_cache and not guided
-                    and batch == 1)
+    onnx = decode_step is not None and config.use_cache and not guided and batch == 1  # the onnxruntime path
+    onnx_prefill = onnx and decode_step.can_prefill
     if start is not None and not onnx_prefill:
         raise ValueError("a precomputed start needs one unguided item with the KV cache and a decode_step that"
                          " can prefill")
@@ -111,15 +111,11 @@ def iter_generate(
     inputs, mask = _left_pad(list(prefixes) + list(unconditional_prefixes or []) if guided else list(prefixes))
     positions = (mask.cumsum(1) - 1).clamp(min=0) + offset
     cache = DynamicCache() if config.use_cache else None
-    onnx_past = None
-    if decode_step is not None and cache is not None and not guided and batch == 1:
-        if onnx_prefill:
-            hidden, onnx_past = decode_step.prefill(inputs, start)
-        else:
-            hidden = _last_hidden(model, inputs, mask, positions, cache)
-            onnx_past = decode_step.start(cache)
-    else:
+    if onnx_prefill:
+        hidden, onnx_past = decode_step.prefill(inputs, start)
+    else:  # the prompt in PyTorch; an onnxruntime step takes over its cache
         hidden = _last_hidden(model, inputs, mask, positions, cache)
+        onnx_past = decode_step.start(cache) if onnx else None
     active = torch.ones(batch, dtype=torch.bool)
     n_done = 0  # frames generated so far
     while True:

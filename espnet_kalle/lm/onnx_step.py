@@ -20,7 +20,6 @@ prefix, so they are computed once per voice and each sentence prefills only its 
 
 from __future__ import annotations
 
-import io
 import logging
 import tempfile
 import warnings
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import DynamicCache, LlamaModel
+
+from espnet_kalle.onnx_graphs import cpu_session, export_graph
 
 # Larger backbones (e.g. the paper's 1B LLaMA) exceed the 2 GB single-file ONNX limit and are not overhead-bound.
 MAX_PARAMETERS = 100_000_000
@@ -153,19 +154,6 @@ class OnnxDecodeStep:
         return torch.from_numpy(hidden)
 
 
-def cpu_session(model_bytes: bytes, threads: int):
-    """An onnxruntime CPU session of a serialised graph on ``threads`` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if threads > 1:  # idle pool threads would spin after each run, taking the cores the next step needs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-
-
 def _export(backbone: LlamaModel, new_positions: Optional[int]) -> bytes:
     """The backbone as an ONNX graph of ``_Step``: one new position (the step) or, with ``new_positions=None``,
     any number of them (a dynamic axis; traced with two so that nothing specialises on one)."""
@@ -184,15 +172,8 @@ def _export(backbone: LlamaModel, new_positions: Optional[int]) -> bytes:
     dynamic_axes = {"mask": {3: "total"}, **{n: {2: "past"} for n in past_names}}
     if new_positions is None:
         dynamic_axes.update({"x": {1: "new"}, "position": {1: "new"}, "mask": {2: "new", 3: "total"}})
-    buffer = io.BytesIO()
-    step = _Step(backbone).eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # tracer and deprecation notes about the TorchScript-based exporter
-        torch.onnx.export(
-            step, example, buffer, input_names=["x", "position", "mask", *past_names],
-            output_names=["hidden", *present_names], dynamic_axes=dynamic_axes, dynamo=False, opset_version=17,
-        )
-    return buffer.getvalue()
+    return export_graph(_Step(backbone).eval(), example, ["x", "position", "mask", *past_names],
+                        ["hidden", *present_names], dynamic_axes)
 
 
 def _cache_names(prefix: str, layers: int) -> List[str]:

@@ -44,7 +44,7 @@ SAME_VOICE = 0.95  # resemblyzer cosine above which two candidates count as one 
 PITCH_BANDS = ("low", "mid", "high")
 
 
-@dataclass
+@dataclass(eq=False)  # identity equality: comparing the array fields elementwise would raise
 class Candidate:
     seed: int
     voice: Voice
