@@ -130,13 +130,18 @@ def test_prefill_continues_from_a_computed_start_as_from_the_whole_prefix(model_
         generate(model, [prefix[3:]], [TEXT.numel()], config, decode_step=step, start=crowded)
 
 
-def test_generation_without_the_prefill_graph_takes_over_pytorch_prompt(model_and_prefix):
+def test_generation_without_the_prefill_graph_takes_over_pytorch_prompt(model_and_prefix, monkeypatch):
     model, prefix = model_and_prefix
     config = GenerationConfig(min_frames=8, max_frames=8)
     step = OnnxDecodeStep.from_backbone(model.backbone, prefill=False)
     assert not step.can_prefill
     with pytest.raises(RuntimeError, match="prefill"):
         step.prefill(prefix[None])
+    steps = []
+    call = OnnxDecodeStep.__call__
+    monkeypatch.setattr(OnnxDecodeStep, "__call__", lambda self, *a: steps.append(a[1]) or call(self, *a))
     ours = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([3]), decode_step=step)[0]
+    assert steps == list(range(prefix.shape[0], prefix.shape[0] + 8))  # every frame after the prompt ran in onnx
+    monkeypatch.undo()
     reference = generate(model, [prefix], [TEXT.numel()], config, seeded_generators([3]))[0]
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
