@@ -415,7 +415,7 @@ class KalleSynthesizer:
         a prompt (None otherwise, or when PyTorch runs the prompt): made on the voice's first sentence, then reused."""
         if voice.prompt_ids is None or decode_step is None or not decode_step.can_prefill:
             return None
-        length = int(lm.speaker_linear is not None) + int(voice.prompt_ids.numel())
+        length = lm.speaker_positions + int(voice.prompt_ids.numel())
         key = (id(decode_step), _tensor_key(voice.speaker), _tensor_key(voice.prompt_ids))
         with self._lock:
             state = self._voice_starts.get(key)

@@ -63,6 +63,11 @@ class KalleLM(nn.Module):
         self.speaker_dim = speaker_dim
         self.speaker_linear = nn.Linear(speaker_dim, hidden_size) if speaker_dim > 0 else None
 
+    @property
+    def speaker_positions(self) -> int:
+        """Positions the speaker latent takes at the head of every ``prefix`` (0 without a speaker encoder)."""
+        return int(self.speaker_linear is not None)
+
     def prefix(
         self,
         text_ids: torch.Tensor,
