@@ -25,32 +25,10 @@ def _tasks_for(module: str) -> Optional[List[str]]:
     return [max(matches, key=len)] if matches else None
 
 
-def refuse_runtime_downloads() -> None:
-    """Make ``nltk.download`` a no-op that says so.
-
-    ESPnet's text preprocessing imports ``g2p_en``, which calls ``nltk.download`` at import time whether or not a
-    g2p is used (ours is ``none``). Nothing here may fetch data at run time: a g2p that needs NLTK data should have
-    it installed beforehand, and then never reaches this.
-    """
-    try:
-        import nltk
-    except ImportError:
-        return
-
-    def refuse(info_or_id=None, *args, **kwargs) -> bool:
-        print(f"espnet_kalle.run: not downloading NLTK data {info_or_id!r} at run time (install it beforehand "
-              "if a g2p needs it)", file=sys.stderr)
-        return False
-
-    nltk.download = refuse
-
-
 def register_for(module: str) -> None:
-    """Register the models ``module`` needs, after disarming NLTK downloads (importing ESPnet's tasks imports
-    g2p_en, which would download)."""
+    """Register the models ``module`` needs (``register`` also keeps ESPnet's text front ends offline)."""
     from espnet_kalle.tasks.registry import register
 
-    refuse_runtime_downloads()
     register(_tasks_for(module))
 
 

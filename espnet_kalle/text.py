@@ -74,6 +74,9 @@ class Tokenizer:
         else:
             from espnet2.text.build_tokenizer import build_tokenizer
 
+            from espnet_kalle.g2p import prepare_g2p
+
+            prepare_g2p(g2p)
             self.tokenizer = build_tokenizer(
                 token_type=token_type, bpemodel=bpemodel, non_linguistic_symbols=non_linguistic_symbols,
                 g2p_type=g2p,

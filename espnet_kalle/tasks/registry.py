@@ -38,8 +38,14 @@ def register(tasks: Optional[Iterable[str]] = None) -> List[str]:
     """Register our classes with ESPnet (idempotent). ``tasks`` limits it to e.g. ``["gan_codec"]``.
 
     Returns the "task:name" entries registered. Imports only the task modules concerned (``espnet2.tasks.tts``
-    alone takes ~10 s to import).
+    alone takes ~10 s to import). First makes ESPnet's text front ends work offline: NLTK downloads are refused
+    (importing the tasks imports g2p_en, which would download) and phonemizer finds the pip-installed espeak-ng
+    (for ``--g2p espeak_ng_*``; ``espnet_kalle.g2p``).
     """
+    from espnet_kalle.g2p import refuse_nltk_downloads, use_bundled_espeak
+
+    refuse_nltk_downloads()
+    use_bundled_espeak()
     wanted = None if tasks is None else set(tasks)
     done = []
     for choice in CHOICES:

@@ -105,3 +105,26 @@ def test_interrupted_training_resumes_from_checkpoint(recipe):
     assert "The training was resumed using" in train_log
     assert "1epoch results" not in train_log and "2epoch results" in train_log
     assert (root / LM_EXP / "2epoch.pth").is_file()
+
+
+def test_phoneme_input_trains_packs_and_speaks(recipe):
+    """--token_type phn with ESPnet's espeak g2p (espeak-ng from the espeakng-loader wheel): a phoneme token list,
+    an LM trained on it, packed with its g2p, and every test sentence decoded from phonemes; the finished codec and
+    latents are reused."""
+    import yaml
+
+    root, _ = recipe
+    proc, _ = run_recipe(root, "--stage", "3", "--stop_stage", "8", "--token_type", "phn",
+                         "--g2p", "espeak_ng_english_us_vits", "--lm_tag", "debug_phn")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "codec_train_flowvae_debug is trained" in proc.stderr  # stages 4-5 found their outputs
+    tokens = (root / "data/token_list/phn_espeak_ng_english_us_vits/tokens.txt").read_text().split("\n")
+    assert {"ə", "ˈ", "<space>"} <= set(tokens) and tokens[:2] == ["<blank>", "<unk>"]
+    exp = root / "exp/lm_debug_phn"
+    packed = yaml.safe_load((exp / "packed/lm/config.yaml").read_text())
+    assert (packed["token_type"], packed["g2p"]) == ("phn", "espeak_ng_english_us_vits")
+    test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
+    preset = next(s for s in (exp / "decode_test/systems").read_text().split() if s.startswith("preset_"))
+    wavs = dict(line.split() for line in (exp / "decode_test" / preset / "wav.scp").read_text().splitlines())
+    assert sorted(wavs) == test_utts
+    assert all(sf.info(root / path).frames > 0 for path in wavs.values())  # root / an absolute path = that path

@@ -162,12 +162,27 @@ def test_speaker_ids_reach_the_lm_when_asked(recipe):
     assert "dump/raw/train/utt2sid\\,sids\\,text_int" in dry_run_stage(recipe, 6, "--lm_config", str(other))
 
 
+def test_phoneme_tokens_get_their_own_token_list_and_stats(recipe):
+    """Phoneme lists and text shapes depend on the g2p (phn_<g2p>), and stage 3 phonemizes through the wrapper
+    (offline espeak-ng, no NLTK download); characters keep data/token_list/char."""
+    phn = ("--token_type", "phn", "--g2p", "espeak_ng_english_us_vits")
+    printed = dry_run_stage(recipe, 3, *phn)
+    assert "-m espnet_kalle.run -m espnet2.bin.tokenize_text --token_type phn" in printed
+    assert "--output data/token_list/phn_espeak_ng_english_us_vits/tokens.txt" in printed
+    assert "--g2p espeak_ng_english_us_vits" in printed
+    printed = dry_run_stage(recipe, 6, *phn)
+    assert "--token_list data/token_list/phn_espeak_ng_english_us_vits/tokens.txt" in printed
+    assert "exp/lm_stats_phn_espeak_ng_english_us_vits/train/text_shape" in printed
+    assert "--output data/token_list/char/tokens.txt" in dry_run_stage(recipe, 3)
+
+
 def test_bad_options_fail_early(recipe):
     for args, message in ((["--stage_x", "1"], "unknown option"), (["--dry_run", "maybe"], "true or false"),
                           (["extra_arg"], "unexpected argument"),
                           (["--num_nodes", "2", "--dry_run", "true"], "cmd_backend=slurm"),
                           (["--use_sid", "sometimes"], "--use_sid must be auto, true or false"),
-                          (["--train_nthreads", "two"], "--train_nthreads must be a whole number")):
+                          (["--train_nthreads", "two"], "--train_nthreads must be a whole number"),
+                          (["--token_type", "phn", "--dry_run", "true"], "--token_type phn needs a --g2p")):
         out = run_recipe(recipe, *args)
         assert out.returncode != 0 and message in out.stderr, (args, out.stderr[-500:])
 

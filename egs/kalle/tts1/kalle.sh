@@ -50,7 +50,7 @@ max_wav_duration=20     # seconds; longer train/dev utterances are dropped
 
 token_type=char         # ESPnet token type of the LM's text
 cleaner=tacotron        # ESPnet text cleaner (none | tacotron | ...)
-g2p=none
+g2p=none                # with --token_type phn: an ESPnet g2p, e.g. espeak_ng_english_us_vits (espeak-ng from pip)
 token_listdir=data/token_list
 
 codec_config=""         # Flow-VAE training config (conf/train_flowvae.yaml)
@@ -88,6 +88,9 @@ done
 [[ "${speaker_mel}" =~ ^(auto|true|false)$ ]] || { log "--speaker_mel must be auto, true or false"; exit 2; }
 [[ "${use_sid}" =~ ^(auto|true|false)$ ]] || { log "--use_sid must be auto, true or false"; exit 2; }
 (( num_nodes >= 1 && ngpu >= 0 && nj >= 1 && inference_nj >= 1 )) || { log "bad --num_nodes/--ngpu/--nj"; exit 2; }
+if [ "${token_type}" = phn ] && [ "${g2p}" = none ]; then
+    log "--token_type phn needs a --g2p (e.g. espeak_ng_english_us_vits)"; exit 2
+fi
 [[ "${train_nthreads}" =~ ^[0-9]+$ ]] || { log "--train_nthreads must be a whole number (0: every core)"; exit 2; }
 if (( num_nodes > 1 )) && [[ "${cuda_cmd}" != *slurm.pl* ]]; then
     log "--num_nodes ${num_nodes} needs a multi-node launcher: export cmd_backend=slurm (cmd.sh)"; exit 2
@@ -99,8 +102,10 @@ lm_tag="${lm_tag:-$(basename "${lm_config:-lm}" .yaml)}"
 codec_exp="${expdir}/codec_${codec_tag}"
 codec_stats_dir="${expdir}/codec_stats_${fs}"
 lm_exp="${expdir}/lm_${lm_tag}"
-lm_stats_dir="${expdir}/lm_stats_${token_type}"
-token_list="${token_listdir}/${token_type}/tokens.txt"
+# Phoneme token lists and text shapes depend on the g2p too (ESPnet: data/token_list/phn_<g2p>).
+token_tag="${token_type}"; [ "${token_type}" = phn ] && token_tag="phn_${g2p}"
+lm_stats_dir="${expdir}/lm_stats_${token_tag}"
+token_list="${token_listdir}/${token_tag}/tokens.txt"
 packed_dir="${lm_exp}/packed"
 latents_dir="${dumpdir}/latents"
 device=cpu; [ "${gpu_inference}" = true ] && device=cuda
@@ -164,7 +169,8 @@ if want 3 "${skip_data_prep}"; then
             log "--token_type ${token_type}: only char and phn token lists are built here"; exit 1; }
         [ "${dry_run}" = true ] || mkdir -p "$(dirname "${token_list}")"
         # ESPnet's layout: <blank> first, <unk> second, <sos/eos> last.
-        run "${python}" -m espnet2.bin.tokenize_text --token_type "${token_type}" \
+        # Through espnet_kalle.run: no NLTK download at import, and the espeak-ng of the espeakng-loader wheel.
+        run "${python}" -m espnet_kalle.run -m espnet2.bin.tokenize_text --token_type "${token_type}" \
             --input "${dumpdir}/raw/${train_set}/text" --output "${token_list}" --field 2- \
             --cleaner "${cleaner}" --g2p "${g2p}" --write_vocabulary true \
             --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
