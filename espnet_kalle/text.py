@@ -72,11 +72,12 @@ class Tokenizer:
 
             self.tokenizer = CharTokenizer(non_linguistic_symbols=non_linguistic_symbols)
         else:
-            from espnet2.text.build_tokenizer import build_tokenizer
-
             from espnet_kalle.g2p import prepare_g2p
 
-            prepare_g2p(g2p)
+            prepare_g2p(g2p)  # before ESPnet's import of g2p_en, whose import starts an NLTK download
+
+            from espnet2.text.build_tokenizer import build_tokenizer
+
             self.tokenizer = build_tokenizer(
                 token_type=token_type, bpemodel=bpemodel, non_linguistic_symbols=non_linguistic_symbols,
                 g2p_type=g2p,
