@@ -12,24 +12,30 @@ used. Nothing here may fetch data at run time, so that download is refused first
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from typing import Optional
+
+logger = logging.getLogger(__name__)
 
 LIBRARY_VARIABLE = "PHONEMIZER_ESPEAK_LIBRARY"
 DATA_VARIABLE = "ESPEAK_DATA_PATH"
 
 
 def refuse_nltk_downloads() -> None:
-    """Make ``nltk.download`` a no-op that says so (a g2p that needs NLTK data must have it installed)."""
+    """Make ``nltk.download`` a no-op that logs it (a g2p that needs NLTK data must have it installed).
+
+    Logged at INFO, not printed: every phoneme model triggers it through ESPnet's import of g2p_en, even with an
+    espeak g2p that needs no NLTK data; a g2p that does need the data fails later with nltk's own LookupError.
+    """
     try:
         import nltk
     except ImportError:
         return
 
     def refuse(info_or_id=None, *args, **kwargs) -> bool:
-        print(f"espnet_kalle: not downloading NLTK data {info_or_id!r} at run time (install it beforehand "
-              "if a g2p needs it)", file=sys.stderr)
+        logger.info("not downloading NLTK data %r at run time (install it beforehand if a g2p needs it)",
+                    info_or_id)
         return False
 
     nltk.download = refuse

@@ -74,3 +74,17 @@ def test_fresh_process_phonemizes_offline(tmp_path, phoneme_token_list):
     assert int(proc.stdout.split()[-1]) > 10
     assert "[nltk_data]" not in proc.stdout + proc.stderr  # nltk's downloader never started (refused first)
     assert not list(tmp_path.iterdir())
+
+
+def test_nltk_downloads_are_refused_and_logged(tmp_path, monkeypatch, caplog):
+    import logging
+
+    import nltk
+
+    monkeypatch.setattr(nltk, "download", nltk.download)  # restored after the test
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path))
+    g2p.refuse_nltk_downloads()
+    with caplog.at_level(logging.INFO, logger="espnet_kalle.g2p"):
+        assert nltk.download("cmudict") is False
+    assert "not downloading NLTK data 'cmudict'" in caplog.text
+    assert not list(tmp_path.iterdir())

@@ -109,7 +109,6 @@ def test_run_wrapper_never_downloads_nltk_data(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "espnet_kalle.run", "-m", "espnet2.bin.tts_train", "--help"],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "not downloading NLTK data 'cmudict' at run time" in proc.stderr
     assert "[nltk_data]" not in proc.stderr + proc.stdout  # nltk's own downloader never started
     assert list(tmp_path.iterdir()) == []
 
