@@ -85,6 +85,7 @@ class Tokenizer:
         self.converter = TokenIDConverter(token_list=self.token_list, unk_symbol="<unk>")
         self.unk_id = self.token_list.index("<unk>") if "<unk>" in self.token_list else -1
         self.known_chars = {t for t in self.token_list if len(t) == 1} | ({" "} if "<space>" in self.token_list else set())
+        self.token_type = token_type
         self.char_level = token_type == "char"
         self.sentence_end_ids = [i for i, t in enumerate(self.token_list) if t in (".", "!", "?")]
 
@@ -131,7 +132,12 @@ class Tokenizer:
         if not text or not text.strip():
             raise TextError("empty text: nothing to synthesize")
         cleaned = self._known_only(self.cleaner(text))
-        ids = [i for i in self.converter.tokens2ids(self.tokenizer.text2tokens(cleaned)) if i != self.unk_id]
+        tokens = self.tokenizer.text2tokens(cleaned)
+        all_ids = self.converter.tokens2ids(tokens)
+        ids = [i for i in all_ids if i != self.unk_id]
+        if len(ids) < len(all_ids) and not self.char_level:  # a char model warned in _known_only already
+            unknown = sorted({t for t, i in zip(tokens, all_ids) if i == self.unk_id})
+            logger.warning("dropping %s tokens the model cannot say: %s", self.token_type, " ".join(unknown))
         if not any(self._speakable(self.token_list[i]) for i in ids):
             raise TextError(f"nothing speakable in {text[:80]!r}: no characters the model knows")
         return ids

@@ -88,3 +88,12 @@ def test_nltk_downloads_are_refused_and_logged(tmp_path, monkeypatch, caplog):
         assert nltk.download("cmudict") is False
     assert "not downloading NLTK data 'cmudict'" in caplog.text
     assert not list(tmp_path.iterdir())
+
+
+def test_phonemes_the_model_lacks_are_dropped_with_a_warning(phoneme_token_list, caplog):
+    without_theta = [t for t in phoneme_token_list if t != "θ"]
+    inference = Tokenizer(without_theta, token_type="phn", cleaner="tacotron", g2p=G2P)
+    with caplog.at_level("WARNING", logger="espnet_kalle.text"):
+        ids = inference("Three thin things.")
+    assert "cannot say: θ" in caplog.text
+    assert ids and without_theta.index("<unk>") not in ids
