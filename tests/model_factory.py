@@ -34,7 +34,8 @@ def write_tiny_codec(root: Path) -> tuple[Path, Path]:
     return codec_config, codec_model
 
 
-def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 3, max_frames: int = 30) -> Path:
+def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 3, max_frames: int = 30,
+                         lm_extra: dict | None = None) -> Path:
     """Write ESPnet-style experiment files for a random LM and codec, then pack them like the recipe does."""
     from espnet_kalle.pretrained.pack import pack
 
@@ -44,7 +45,7 @@ def build_tiny_model_dir(root: Path, with_speaker: bool = True, n_voices: int = 
     tts_conf = {
         "latent_dim": LATENT,
         "lm_conf": {"hidden_size": 32, "num_layers": 2, "num_heads": 4, "intermediate_size": 64,
-                    "max_position_embeddings": 1024},
+                    "max_position_embeddings": 1024, **(lm_extra or {})},
         "generation_conf": {"max_frames": max_frames, "maxlenratio": 2.0},
     }
     if with_speaker:

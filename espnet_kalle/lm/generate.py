@@ -136,8 +136,8 @@ def iter_generate(
             yield z[:, k], emitted.clone()
         n_done += r
 
-        z = z.flatten(1)
-        step = model.audio_linear(torch.cat([z, z]) if guided else z)[:, None]
+        step_generators = None if generators is None else list(generators) * (2 if guided else 1)
+        step = model.embed_latents(torch.cat([z, z]) if guided else z, step_generators)  # z: [B, r, D]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         next_pos = positions[:, -1:] + 1
         if cache is not None:

@@ -10,6 +10,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from espnet_kalle.lm.backbone import build_llama
 from espnet_kalle.lm.heads import build_head, head_frames_per_step
+from espnet_kalle.lm.prenet import Prenet
 
 
 class KalleLM(nn.Module):
@@ -22,6 +23,9 @@ class KalleLM(nn.Module):
     ``head_type`` names the per-step output head (``espnet_kalle.lm.heads.HEADS``: ``gaussian_kl`` = KALL-E, the
     default; ``melle``; ``energy_distance``) and ``head_conf`` its options. A head with ``frames_per_step`` r > 1
     (MELLE's reduction factor) makes every LM step read the projection of r concatenated frames and predict the next r.
+
+    ``prenet`` (``units``, ``layers``, ``dropout``; ``espnet_kalle.lm.prenet``) puts Tacotron 2's pre-net, dropout
+    kept at inference, between the latents and ``audio_linear``; without it the latents go straight in (the release).
     """
 
     def __init__(
@@ -41,6 +45,7 @@ class KalleLM(nn.Module):
         sep_token_ids: Optional[Sequence[int]] = None,
         head_type: str = "gaussian_kl",
         head_conf: Optional[Dict[str, Any]] = None,
+        prenet: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
         if sep_token_ids is None:
@@ -58,7 +63,9 @@ class KalleLM(nn.Module):
         self.head_type = head_type
         # audio_linear is built before the head: the same seed gives the same weights as before heads existed.
         self.frames_per_step = head_frames_per_step(head_type, head_conf or {})
-        self.audio_linear = nn.Linear(self.frames_per_step * latent_dim, hidden_size)
+        in_dim = self.frames_per_step * latent_dim
+        self.prenet = Prenet(in_dim, **prenet) if prenet else None
+        self.audio_linear = nn.Linear(self.prenet.out_dim if self.prenet is not None else in_dim, hidden_size)
         self.head = build_head(head_type, hidden_size, latent_dim, **(head_conf or {}))
         self.speaker_dim = speaker_dim
         self.speaker_linear = nn.Linear(speaker_dim, hidden_size) if speaker_dim > 0 else None
@@ -86,7 +93,9 @@ class KalleLM(nn.Module):
         if prompt_latents is not None and prompt_latents.shape[0] >= self.frames_per_step:
             # r > 1: the first P mod r prompt frames are dropped so the prompt ends on a whole step.
             skip = prompt_latents.shape[0] % self.frames_per_step
-            parts.append(self.audio_linear(self.group_frames(prompt_latents[skip:][None])[0]))
+            # A fixed dropout draw for a prompt: the same voice gives the same prefix on every sentence.
+            fixed = None if self.prenet is None else [torch.Generator(prompt_latents.device).manual_seed(0)]
+            parts.append(self.embed_latents(prompt_latents[skip:][None], fixed)[0])
         return torch.cat(parts, dim=0)
 
     def group_frames(self, latents: torch.Tensor) -> torch.Tensor:
@@ -99,6 +108,15 @@ class KalleLM(nn.Module):
             latents = torch.cat([latents, latents.new_zeros(latents.shape[0], pad, latents.shape[2])], dim=1)
         return latents.reshape(latents.shape[0], latents.shape[1] // r, r * latents.shape[2])
 
+    def embed_latents(self, latents: torch.Tensor,
+                      generators: Optional[Sequence[Optional[torch.Generator]]] = None) -> torch.Tensor:
+        """LM inputs [B, S, H] of latent frames [B, T, D] (grouped by r, through the pre-net if there is one;
+        ``generators``, one per item, draw its dropout during generation)."""
+        x = self.group_frames(latents)
+        if self.prenet is not None:
+            x = self.prenet(x, generators)
+        return self.audio_linear(x)
+
     def predict_distributions(
         self, input_ids: torch.Tensor, latents: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -108,7 +126,7 @@ class KalleLM(nn.Module):
         Position i predicts the latent after it: a plain view of the released model's forward pass, for
         checking numerics and for scoring.
         """
-        audio = self.audio_linear(self.group_frames(latents))
+        audio = self.embed_latents(latents)
         inputs = torch.cat([self.backbone.embed_tokens(input_ids.long()), audio], dim=1)
         return self.head(self.backbone(inputs_embeds=inputs).last_hidden_state)
 
@@ -143,7 +161,7 @@ class KalleLM(nn.Module):
         bool removes an item's text (classifier-free guidance training).
         """
         r = self.frames_per_step
-        audio = self.audio_linear(self.group_frames(latents_in))
+        audio = self.embed_latents(latents_in)
         step_lengths = torch.div(latent_lengths + r - 1, r, rounding_mode="floor")
         sequences, starts = [], []
         for b in range(text.shape[0]):

@@ -15,11 +15,11 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.tts.abs_tts import AbsTTS
 
+from espnet_kalle.lm.exposure import ScheduledSampling, corrupt_history, mix_own_predictions
 from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
 from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, prior_sample
-
 
 UNKNOWN_ID = 1  # ESPnet token lists start with <blank> (0) and <unk> (1)
 SPEAKER_REFERENCES = ("same_utterance", "other_utterance")
@@ -58,6 +58,8 @@ class KallE(AbsTTS):
         generation_conf: Optional[Dict[str, Any]] = None,
         head: str = "gaussian_kl",
         head_conf: Optional[Dict[str, Any]] = None,
+        scheduled_sampling: Optional[Dict[str, Any]] = None,
+        history_noise: float = 0.0,
     ):
         """``head`` picks the per-step objective (``espnet_kalle.lm.heads.HEADS``): ``gaussian_kl`` (KALL-E, default;
         ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options.
@@ -71,7 +73,12 @@ class KallE(AbsTTS):
         paper: a random segment of the utterance being predicted) or ``other_utterance`` (a random segment of
         another utterance of the same speaker in the batch; needs ESPnet's ``sids``). Read from the same utterance,
         the latent can carry what helps predict that one utterance (its pace, its words) rather than the voice;
-        another utterance of the speaker shares only the voice."""
+        another utterance of the speaker shares only the voice.
+
+        ``scheduled_sampling`` (``max_share``, ``start_step``, ``ramp_steps``, ``temperature``; see
+        ``espnet_kalle.lm.exposure``) trains on the LM's own draws in two passes, and ``history_noise`` (a maximum
+        level relative to the latents' spread) adds noise to the input latents: both meant to close the gap between
+        teacher forcing and free running. Both are off by default (the paper's teacher forcing)."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -105,6 +112,16 @@ class KallE(AbsTTS):
         self.sentence_end_ids = set(sentence_end_ids or [])
         self.max_text_tokens = max_text_tokens
         self.generation_conf = dict(generation_conf or {})
+        self.scheduled_sampling = ScheduledSampling(**scheduled_sampling) if scheduled_sampling else None
+        if self.scheduled_sampling is not None:
+            if head != "gaussian_kl":
+                raise ValueError(f"scheduled_sampling draws from predicted Gaussians: it needs head gaussian_kl,"
+                                 f" not {head}")
+            # Counted in the state dict, so a resumed run continues the schedule where it stopped.
+            self.register_buffer("sampling_step", torch.zeros((), dtype=torch.long))
+        if history_noise < 0:
+            raise ValueError(f"history_noise must be >= 0, got {history_noise}")
+        self.history_noise = history_noise
         # Attributes ESPnet's Text2Speech reads.
         self.spks = None
         self.langs = None
@@ -154,6 +171,8 @@ class KallE(AbsTTS):
         drop = None
         if self.training and self.text_dropout > 0:
             drop = torch.rand(text.shape[0], device=text.device) < self.text_dropout
+        if self.training:
+            z_in = self.exposed_inputs(text, text_lengths, z_in, feats_lengths, speaker, drop)
         hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
         terms = self.lm.head.loss(hidden, mu, log_sigma, feats_lengths, z_in)
         n_frames = terms["n_frames"]
@@ -162,6 +181,19 @@ class KallE(AbsTTS):
         stats = dict(loss=loss.detach(), **terms["stats"], kl_speaker=(kl_speaker_sum / batch_size).detach())
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def exposed_inputs(self, text: torch.Tensor, text_lengths: torch.Tensor, z_in: torch.Tensor,
+                       lengths: torch.Tensor, speaker: Optional[torch.Tensor], drop: Optional[torch.Tensor]
+                       ) -> torch.Tensor:
+        """The training inputs after scheduled sampling and history noise (each only when configured)."""
+        if self.scheduled_sampling is not None:
+            share = self.scheduled_sampling.share(int(self.sampling_step))
+            self.sampling_step += 1
+            if share > 0:
+                with torch.no_grad():
+                    pred_mu, pred_log_sigma = self.lm(text, text_lengths, z_in, lengths, speaker, drop)
+                z_in = mix_own_predictions(z_in, pred_mu, pred_log_sigma, share, self.scheduled_sampling.temperature)
+        return corrupt_history(z_in, lengths, self.history_noise)
 
     # ------------------------------------------------------------------ inference
     @property
