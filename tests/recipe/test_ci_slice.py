@@ -88,6 +88,29 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
         assert system in results, system
 
 
+def test_upload_stage_stages_the_packed_model_with_its_card(recipe):
+    """Stage 10 with --hf_dry_run: the staged folder is the packed model (loadable as users download it) plus a
+    model card with stage 9's scores and the commands the recipe wrote (exp dirs' run.sh)."""
+    from espnet_kalle.synthesizer import KalleSynthesizer
+
+    root, _ = recipe
+    proc, _ = run_recipe(root, "--stage", "10", "--skip_upload_hf", "false", "--hf_repo", "ci/kalle-debug",
+                         "--hf_dry_run", "true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    staged = root / "exp/hf_ci_kalle-debug"
+    card = (staged / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["language"] == "en" and header["datasets"] == ["mini"]
+    scores = (root / LM_EXP / DECODE / "test/scoring/RESULTS.md").read_text()
+    table = [line for line in scores.splitlines() if line.startswith("|")]
+    assert table and all(line in card for line in table)
+    for exp, stage in ((CODEC_EXP, 4), (LM_EXP, 6), (f"{LM_EXP}/{DECODE}", 8)):
+        command = (root / exp / "run.sh").read_text().splitlines()[-1]
+        assert command.startswith("./kalle.sh --dataset mini ") and command.endswith(f'--stage {stage} "$@"')
+        assert command in card
+    assert KalleSynthesizer.from_pretrained(staged).lang == "en"
+
+
 def test_second_run_resumes_without_redoing_work(recipe):
     root, _ = recipe
     stamp = (root / LM_EXP / "latest.pth").stat().st_mtime
