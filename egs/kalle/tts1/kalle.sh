@@ -37,7 +37,7 @@ dry_run=false           # print the commands of the selected stages instead of r
 ngpu=0                  # GPUs per node for training (0: CPU)
 train_nthreads=0        # CPU threads of a CPU training run (ngpu=0); 0: every core. path.sh's one thread per
                         # process suits parallel jobs, but one training process on 2 cores steps 1.6x faster on both
-num_nodes=1             # nodes for training (>1 needs cmd_backend=slurm, see cmd.sh)
+num_nodes=1             # nodes for training (>1 needs cmd_backend=slurm or sge, see cmd.sh)
 nj=4                    # parallel jobs for formatting, collect_stats and latent extraction
 inference_nj=2          # parallel decoding jobs
 gpu_inference=false     # extract latents and decode on a GPU (stages 5 and 8 go through cuda_cmd --gpu 1)
@@ -179,9 +179,11 @@ mark_done() { [ "${dry_run}" = true ] || { mkdir -p "$1"; date > "$1/.done"; }; 
 write_run_sh() {  # write_run_sh <dir> <stage>
     [ "${dry_run}" = true ] && return 0
     mkdir -p "$1"
+    # Replaced by a rename, never rewritten in place: this very run may have been started by that run.sh.
     { echo '#!/usr/bin/env bash'; echo '# Written by kalle.sh: run it from the recipe dir; later options override.'
-      echo "${run_args}--stage $2 \"\$@\""; } > "$1/run.sh"
-    chmod +x "$1/run.sh"
+      echo "${run_args}--stage $2 \"\$@\""; } > "$1/run.sh.tmp"
+    chmod +x "$1/run.sh.tmp"
+    mv -f "$1/run.sh.tmp" "$1/run.sh"
 }
 want() {  # want <stage> <skip flag>: is the stage selected?
     (( stage <= $1 && $1 <= stop_stage )) && [ "$2" = false ]
