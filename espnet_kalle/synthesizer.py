@@ -29,7 +29,7 @@ from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.lm.ttt import test_time_train
-from espnet_kalle.pretrained import resolve_model_dir
+from espnet_kalle.pretrained import model_lang, resolve_model_dir
 from espnet_kalle.run_ahead import run_ahead, usable_cores
 from espnet_kalle.text import TextError, Tokenizer, build_tokenizer, split_sentences
 from espnet_kalle.voice import Voice, load_voice_dir
@@ -113,6 +113,7 @@ class KalleSynthesizer:
 
         root = resolve_model_dir(name_or_path)
         meta = yaml.safe_load((root / "model.yaml").read_text(encoding="utf-8"))
+        model_lang(meta)  # a bad lang fails here, before the weights load
         model, config = load_kalle(root / meta["lm_config"], root / meta["lm_model"], device)
         codec = load_flow_vae(root / meta["codec_config"], root / meta["codec_model"], device).prepare_for_inference()
         model.set_codec(codec)
@@ -127,6 +128,11 @@ class KalleSynthesizer:
         synth._generator(model.lm)  # export the onnxruntime graphs now rather than within the first synthesis
         synth._stream_decoder()
         return synth
+
+    @property
+    def lang(self) -> str:
+        """The language the model was trained on (model.yaml ``lang``, checked; ``en`` for dirs without one)."""
+        return model_lang(self.meta)
 
     @property
     def runs_ahead(self) -> bool:

@@ -2,9 +2,9 @@
 
     python -m espnet_kalle.pretrained.pack --lm-config exp/kalle/config.yaml --lm-model exp/kalle/valid.loss.best.pth \
         --codec-config exp/flowvae/config.yaml --codec-model exp/flowvae/latest.pth --out exp/packed/mini-en \
-        [--voices 6] [--voice-candidates 48] [--name mini-en] [--half] [--int8-lm]
+        [--voices 6] [--voice-candidates 48] [--name mini-en] [--lang en] [--half] [--int8-lm]
 
-Layout: model.yaml, lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
+Layout: model.yaml (name, lang, parts), lm/{config.yaml,model.pth}, codec/{config.yaml,model.pth}, voices/*.voice.pt.
 Preset voices are speaker latents drawn from N(0, I) by seed, each continuing a prompt the model speaks itself,
 picked and named by pitch (``espnet_kalle.pretrained.presets``). Weights may be stored as float16 (``--half``)
 to halve the size; they load back as float32.
@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from espnet_kalle.checkpoint import load_state_dict, save_atomic
+from espnet_kalle.pretrained import DEFAULT_LANG, check_lang
 from espnet_kalle.pretrained.presets import CANDIDATES_PER_VOICE, write_presets
 from espnet_kalle.tts.load import read_train_config
 
@@ -67,14 +68,17 @@ def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, An
 
 def pack(lm_config: Path, lm_model: Path, codec_config: Path, codec_model: Path, out: Path,
          n_voices: int = 6, name: Optional[str] = None, half: bool = False, int8_lm: bool = False,
-         n_candidates: Optional[int] = None) -> Path:
+         n_candidates: Optional[int] = None, lang: str = DEFAULT_LANG) -> Path:
     """``int8_lm`` marks the dir so the synthesizer generates with an int8 backbone by default (weights stay float).
-    ``n_candidates``: seeds auditioned for the ``n_voices`` presets (``presets.make_presets``)."""
+    ``n_candidates``: seeds auditioned for the ``n_voices`` presets (``presets.make_presets``). ``lang``: the
+    language of the training data, recorded in model.yaml for the integrations to advertise."""
+    meta: Dict[str, Any] = {"lang": check_lang(lang)}  # checked before any work
+    if int8_lm:
+        meta["int8_lm"] = True
     config = read_train_config(lm_config)  # token_list inline, so the dir does not depend on the recipe's files
     codec_conf = yaml.safe_load(Path(codec_config).read_text(encoding="utf-8"))
     write_model_dir(out, config, load_state_dict(lm_model, "LM model file"), codec_conf,
-                    load_state_dict(codec_model, "codec model file"), name, half,
-                    {"int8_lm": True} if int8_lm else None)
+                    load_state_dict(codec_model, "codec model file"), name, half, meta)
 
     from espnet_kalle.synthesizer import KalleSynthesizer
 
@@ -94,11 +98,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--voice-candidates", type=int, default=None,
                         help=f"seeds to audition for the presets (default {CANDIDATES_PER_VOICE} per voice)")
     parser.add_argument("--name", default=None)
+    parser.add_argument("--lang", default=DEFAULT_LANG, help="language code of the training data (en, en_US, de, ...)")
     parser.add_argument("--half", action="store_true", help="store weights as float16")
     parser.add_argument("--int8-lm", action="store_true", help="generate with int8 LM weights by default (CPU)")
     args = parser.parse_args(argv)
     out = pack(args.lm_config, args.lm_model, args.codec_config, args.codec_model, args.out, args.voices,
-               args.name, args.half, args.int8_lm, args.voice_candidates)
+               args.name, args.half, args.int8_lm, args.voice_candidates, args.lang)
     print(f"packed model dir: {out}")
 
 

@@ -2,16 +2,18 @@
 
     python -m espnet_kalle.recipe.compare --exp gaussian_kl=exp/lm_heads_mini_gaussian_kl \
         --exp melle=exp/lm_heads_mini_melle --exp energy_distance=exp/lm_heads_mini_energy_distance \
-        [--test_sets test] [--system clone] --out exp/compare_heads/RESULTS.md
+        --inference_tag compare_heads [--test_sets test] [--system clone] --out exp/compare_heads/RESULTS.md
 
-Stage 9 (``kalle-score``) leaves ``<lm exp>/decode_<set>/scoring/summary.json`` with one entry per decode system;
+Stage 9 (``kalle-score``) leaves ``<lm exp>/<inference tag>/<set>/scoring/summary.json`` with one entry per decode
+system;
 this reads it rather than RESULTS.md, so the numbers are the unrounded ones. Each experiment has several decode
 systems; the main table compares one of them (default ``clone``: every test sentence in its speaker's cloned voice,
 the same task for every model, whereas preset voices are each model's own random draws). Every system follows in
 a second table, and the references (the same audio for every experiment) close the main table as the ceiling.
 
-Parameters are counted from the experiment's model file (the packed ``lm/model.pth`` of stage 7, else ESPnet's
-checkpoints), memory-mapped, so a 1B model costs no RAM. Next to RESULTS.md, ``summary.json`` holds the same numbers.
+Parameters are counted from the experiment's model file (a packed ``lm/model.pth`` of stage 7, else ESPnet's
+checkpoints; every checkpoint of an experiment has the same parameters), memory-mapped, so a 1B model costs no
+RAM. Next to RESULTS.md, ``summary.json`` holds the same numbers.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ METRICS: List[Tuple[str, str, str]] = [
     ("dnsmos_ovrl", "DNSMOS", ".2f"),
     ("rtf", "RTF", ".3f"),
 ]
-# Model files that hold the trained LM, best first (stage 7's packed copy, then ESPnet's own).
-MODEL_FILES = ("packed/lm/model.pth", "valid.loss.best.pth", "latest.pth")
+# Model files that hold the trained LM, best first (stage 7's packed copies, then ESPnet's own); glob patterns.
+MODEL_FILES = ("packed_*/lm/model.pth", "valid.loss.best.pth", "latest.pth")
 DEFAULT_SYSTEM = "clone"
 LEGEND = ("WER: ASR word error rate; SIM: speaker similarity to the reference recording; MCD: mel-cepstral distortion "
           "to the reference; DNSMOS: OVRL; RTF: synthesis time / audio time (comparable when the heads decoded on the "
@@ -51,6 +53,7 @@ class Experiment:
 
     label: str
     exp_dir: Path
+    decode_dir: Path  # <exp_dir>/<inference tag>: stage 8-9 outputs per test set
     head: str = "gaussian_kl"
     lm_conf: Optional[dict] = None
     config_source: str = ""
@@ -68,9 +71,9 @@ def parse_exp(spec: str) -> Tuple[str, Path]:
     return label, Path(path)
 
 
-def summary_path(exp_dir: Path, test_set: str) -> Path:
-    """Where kalle.sh's stage 9 writes the scoring summary of one test set."""
-    return exp_dir / f"decode_{test_set}" / "scoring" / "summary.json"
+def summary_path(decode_dir: Path, test_set: str) -> Path:
+    """Where kalle.sh's stage 9 writes the scoring summary of one test set (decode_dir: <lm exp>/<inference tag>)."""
+    return decode_dir / test_set / "scoring" / "summary.json"
 
 
 def read_summary(path: Path) -> Optional[dict]:
@@ -111,25 +114,25 @@ def lm_parameters(exp_dir: Path) -> Optional[Tuple[int, int]]:
     """Parameter counts from the first model file the experiment has (None before training finished)."""
     from espnet_kalle.checkpoint import load_state_dict
 
-    for rel in MODEL_FILES:
-        path = exp_dir / rel
-        if path.is_file():
+    for pattern in MODEL_FILES:
+        for path in sorted(exp_dir.glob(pattern)):
             return count_lm_parameters(load_state_dict(path, "LM model file", mmap=True))
     return None
 
 
-def load_experiment(label: str, exp_dir: Path, test_sets: Sequence[str]) -> Experiment:
+def load_experiment(label: str, exp_dir: Path, test_sets: Sequence[str], inference_tag: str) -> Experiment:
     """Everything the tables need from one exp dir; missing pieces stay None (shown as '-')."""
     config = read_train_config(exp_dir)
     tts_conf = config.get("tts_conf") or {}
     return Experiment(
         label=label,
         exp_dir=exp_dir,
+        decode_dir=exp_dir / inference_tag,
         head=tts_conf.get("head", "gaussian_kl"),
         lm_conf=tts_conf.get("lm_conf"),
         config_source=str(config.get("config") or ""),
         parameters=lm_parameters(exp_dir),
-        summaries={s: read_summary(summary_path(exp_dir, s)) for s in test_sets},
+        summaries={s: read_summary(summary_path(exp_dir / inference_tag, s)) for s in test_sets},
     )
 
 
@@ -192,7 +195,7 @@ def footing_notes(exps: Sequence[Experiment], test_sets: Sequence[str]) -> List[
             notes.append(f"{s}: the experiments were scored with different scorers (see their RESULTS.md)")
         for e in exps:
             if e.summaries.get(s) is None:
-                notes.append(f"{s}: {e.label} has no scoring results ({summary_path(e.exp_dir, s)} is missing)")
+                notes.append(f"{s}: {e.label} has no scoring results ({summary_path(e.decode_dir, s)} is missing)")
     for e in exps:
         if e.parameters is None:
             notes.append(f"{e.label}: no model file under {e.exp_dir} ({', '.join(MODEL_FILES)}): parameters unknown")
@@ -207,7 +210,7 @@ def write_results(out: Path, exps: Sequence[Experiment], test_sets: Sequence[str
     lines += [f"- {e.label}: `{e.exp_dir}` (head `{e.head}`"
               + (f", config `{e.config_source}`)" if e.config_source else ")") for e in exps]
     for s in test_sets:
-        details = ", ".join(f"`{summary_path(e.exp_dir, s).with_name('RESULTS.md')}`" for e in exps)
+        details = ", ".join(f"`{summary_path(e.decode_dir, s).with_name('RESULTS.md')}`" for e in exps)
         lines += ["", f"## {s}: system `{system}`", "", main_table(exps, s, system), "",
                   f"{LEGEND} Details per system: {details}.",
                   "", f"### {s}: every decode system", "", all_systems_table(exps, s)]
@@ -236,6 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exp", action="append", required=True, metavar="LABEL=EXP_DIR",
                    help="an LM experiment dir (exp/lm_<tag>) and its label in the table; repeat per head")
+    p.add_argument("--inference_tag", required=True,
+                   help="decoding dir name of stages 8-9 (kalle.sh --inference_tag): <exp>/<tag>/<test set>")
     p.add_argument("--test_sets", nargs="+", default=["test"])
     p.add_argument("--system", default=DEFAULT_SYSTEM, help="decode system of the main table (clone, ttt, preset_*)")
     p.add_argument("--out", type=Path, required=True, help="RESULTS.md to write (summary.json goes beside it)")
@@ -244,7 +249,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         specs = [parse_exp(s) for s in args.exp]
     except ValueError as e:
         p.error(str(e))
-    exps = [load_experiment(label, path, args.test_sets) for label, path in specs]
+    exps = [load_experiment(label, path, args.test_sets, args.inference_tag) for label, path in specs]
     write_results(args.out, exps, args.test_sets, args.system)
     for note in footing_notes(exps, args.test_sets):
         print(f"compare: {note}", file=sys.stderr)

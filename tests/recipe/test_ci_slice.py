@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
+import yaml
 
 from espnet_kalle.voice import Voice
 
@@ -23,8 +24,12 @@ SLICE = [
     "--decode_config", "conf/tuning/decode_debug.yaml",
     "--nj", "1", "--inference_nj", "1", "--num_voices", "1",
 ]
-CODEC_EXP = "exp/codec_train_flowvae_debug"
-LM_EXP = "exp/lm_train_kalle_debug"
+# Named as tts.sh / codec.sh name them: <config>_raw, then <config>_<codec tag>_<token_type>_<cleaner>.
+CODEC_EXP = "exp/codec_train_flowvae_debug_raw"
+LM_TAG = "train_kalle_debug_train_flowvae_debug_raw_char_tacotron"
+LM_EXP = f"exp/lm_{LM_TAG}"
+LATENTS = "dump/latents/train_flowvae_debug_raw_mel"  # the codec's latents + speaker log-mel
+DECODE = "decode_debug_latest"  # <decode config>_<lm model>
 
 
 def run_recipe(recipe: Path, *args: str, timeout: int = 900):
@@ -57,14 +62,15 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
         scp = (root / "dump/raw" / dset / "wav.scp").read_text().split("\n")[0].split()
         info = sf.info(scp[1])
         assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
-    tokens = (root / "data/token_list/char/tokens.txt").read_text().split("\n")
+    tokens = (root / "data/token_list/char_tacotron/tokens.txt").read_text().split("\n")
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-2:] == ["<sos/eos>", ""]
     assert (root / CODEC_EXP / "latest.pth").is_file() and (root / LM_EXP / "latest.pth").is_file()
-    shape = (root / "dump/latents/train/feats_shape").read_text().split("\n")[0].split()[1]
+    shape = (root / LATENTS / "train/feats_shape").read_text().split("\n")[0].split()[1]
     assert shape.split(",")[1] == str(2 * 8 + 8 * 80)  # mu | log_sigma | speaker log-mel
-    assert (root / LM_EXP / "packed/model.yaml").is_file() and (root / LM_EXP / "packed.zip").is_file()
+    assert (root / LM_EXP / "packed_latest/model.yaml").is_file() and (root / LM_EXP / "packed_latest.zip").is_file()
+    assert yaml.safe_load((root / LM_EXP / "packed_latest/model.yaml").read_text())["lang"] == "en"
 
-    dec = root / LM_EXP / "decode_test"
+    dec = root / LM_EXP / DECODE / "test"
     systems = (dec / "systems").read_text().split()
     assert "clone" in systems and "ttt" in systems and any(s.startswith("preset_") for s in systems), systems
     assert "resynth" in systems, systems
@@ -82,6 +88,29 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
         assert system in results, system
 
 
+def test_upload_stage_stages_the_packed_model_with_its_card(recipe):
+    """Stage 10 with --hf_dry_run: the staged folder is the packed model (loadable as users download it) plus a
+    model card with stage 9's scores and the commands the recipe wrote (exp dirs' run.sh)."""
+    from espnet_kalle.synthesizer import KalleSynthesizer
+
+    root, _ = recipe
+    proc, _ = run_recipe(root, "--stage", "10", "--skip_upload_hf", "false", "--hf_repo", "ci/kalle-debug",
+                         "--hf_dry_run", "true")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    staged = root / "exp/hf_ci_kalle-debug"
+    card = (staged / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert header["language"] == "en" and header["datasets"] == ["mini"]
+    scores = (root / LM_EXP / DECODE / "test/scoring/RESULTS.md").read_text()
+    table = [line for line in scores.splitlines() if line.startswith("|")]
+    assert table and all(line in card for line in table)
+    for exp, stage in ((CODEC_EXP, 4), (LM_EXP, 6), (f"{LM_EXP}/{DECODE}", 8)):
+        command = (root / exp / "run.sh").read_text().splitlines()[-1]
+        assert command.startswith("./kalle.sh --dataset mini ") and command.endswith(f'--stage {stage} "$@"')
+        assert command in card
+    assert KalleSynthesizer.from_pretrained(staged).lang == "en"
+
+
 def test_second_run_resumes_without_redoing_work(recipe):
     root, _ = recipe
     stamp = (root / LM_EXP / "latest.pth").stat().st_mtime
@@ -96,10 +125,12 @@ def test_second_run_resumes_without_redoing_work(recipe):
 
 def test_interrupted_training_resumes_from_checkpoint(recipe):
     """Without its .done stamp the LM stage re-enters ESPnet's trainer with --resume true: it continues from
-    checkpoint.pth (epoch 1 done) and trains only the new epoch."""
+    checkpoint.pth (epoch 1 done) and trains only the new epoch. Through the exp dir's run.sh (tts.sh writes one
+    too), with the tag pinned: --lm_args alone would name a new experiment."""
     root, _ = recipe
     (root / LM_EXP / ".done").unlink()
-    proc, _ = run_recipe(root, "--stage", "6", "--stop_stage", "6", "--lm_args", "--max_epoch 2")
+    proc = subprocess.run([f"{LM_EXP}/run.sh", "--stop_stage", "6", "--lm_tag", LM_TAG, "--lm_args", "--max_epoch 2"],
+                          cwd=root, env=recipe_env(), capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     train_log = (root / LM_EXP / "train.log").read_text()
     assert "The training was resumed using" in train_log
@@ -111,20 +142,19 @@ def test_phoneme_input_trains_packs_and_speaks(recipe):
     """--token_type phn with ESPnet's espeak g2p (espeak-ng from the espeakng-loader wheel): a phoneme token list,
     an LM trained on it, packed with its g2p, and every test sentence decoded from phonemes; the finished codec and
     latents are reused."""
-    import yaml
-
     root, _ = recipe
     proc, _ = run_recipe(root, "--stage", "3", "--stop_stage", "8", "--token_type", "phn",
                          "--g2p", "espeak_ng_english_us_vits", "--lm_tag", "debug_phn")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "codec_train_flowvae_debug is trained" in proc.stderr  # stages 4-5 found their outputs
-    tokens = (root / "data/token_list/phn_espeak_ng_english_us_vits/tokens.txt").read_text().split("\n")
+    assert "codec_train_flowvae_debug_raw is trained" in proc.stderr  # stages 4-5 found their outputs
+    assert f"{LATENTS}/train is complete" in proc.stderr
+    tokens = (root / "data/token_list/phn_tacotron_espeak_ng_english_us_vits/tokens.txt").read_text().split("\n")
     assert {"ə", "ˈ", "<space>"} <= set(tokens) and tokens[:2] == ["<blank>", "<unk>"]
     exp = root / "exp/lm_debug_phn"
-    packed = yaml.safe_load((exp / "packed/lm/config.yaml").read_text())
+    packed = yaml.safe_load((exp / "packed_latest/lm/config.yaml").read_text())
     assert (packed["token_type"], packed["g2p"]) == ("phn", "espeak_ng_english_us_vits")
     test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
-    preset = next(s for s in (exp / "decode_test/systems").read_text().split() if s.startswith("preset_"))
-    wavs = dict(line.split() for line in (exp / "decode_test" / preset / "wav.scp").read_text().splitlines())
+    preset = next(s for s in (exp / DECODE / "test/systems").read_text().split() if s.startswith("preset_"))
+    wavs = dict(line.split() for line in (exp / DECODE / "test" / preset / "wav.scp").read_text().splitlines())
     assert sorted(wavs) == test_utts
     assert all(sf.info(root / path).frames > 0 for path in wavs.values())  # root / an absolute path = that path

@@ -82,16 +82,18 @@ def test_driver_dry_run_prints_one_stage_6_to_9_run_per_head(tmp_path):
     for o in opts:
         assert (o["--stage"], o["--stop_stage"], o["--dry_run"], o["--lm_args"]) == ("6", "9", "true", "--max_epoch 2")
         assert o["--decode_config"] == "conf/decode_compare_heads.yaml"  # every head decodes the same systems
+        assert o["--inference_tag"] == "compare_heads"  # into decoding dirs of the same name
     assert [o["--lm_config"] for o in opts] == [str(config_of("mini", h).relative_to(RECIPE)) for h in HEADS]
     tags = [o["--lm_tag"] for o in opts]
     assert len(set(tags)) == 3 and all(t.endswith(h) for t, h in zip(tags, HEADS))
     # each run.sh ran its own dry run: stages 6-9 into its own exp dir
     for tag in tags:
         assert re.search(rf"\) Stage 6: .* training -> exp/lm_{tag}\n", out.stderr)
-        assert f"-> exp/lm_{tag}/decode_test/scoring/RESULTS.md" in out.stderr
-        assert f"--out_dir exp/lm_{tag}/decode_test --device cpu --config conf/decode_compare_heads.yaml" in out.stderr
+        assert f"-> exp/lm_{tag}/compare_heads/test/scoring/RESULTS.md" in out.stderr
+        assert (f"--out_dir exp/lm_{tag}/compare_heads/test --device cpu --config conf/decode_compare_heads.yaml"
+                in out.stderr)
     merge = [line for line in out.stderr.splitlines() if "-m espnet_kalle.recipe.compare" in line]
-    assert len(merge) == 1 and "--out exp/compare_heads/RESULTS.md" in merge[0]
+    assert len(merge) == 1 and "--out exp/compare_heads/RESULTS.md --inference_tag compare_heads" in merge[0]
     assert all(f"--exp {h}=exp/lm_{t}" in merge[0] for h, t in zip(HEADS, tags))
     assert not (recipe / "exp").exists() and not (recipe / "dump").exists()  # a dry run writes nothing
 
@@ -142,17 +144,17 @@ def fake_experiment(exp: Path, head: str, scores: tuple, model_file: str) -> Non
     rows = (rows_of("reference", 0, 0.9, None, 3.2, None) + rows_of("clone", errors, sim, mcd, dnsmos, rtf)
             + rows_of("ttt", 3, 0.6, 9.0, 2.0, 1.0))
     run = ScoreRun(rows=rows, scorers={"wer": "pocketsphinx", "sim": "resemblyzer"})
-    scoring = exp / "decode_test" / "scoring"
+    scoring = exp / "compare_heads" / "test" / "scoring"
     scoring.mkdir(parents=True)
     write_summary_json(scoring / "summary.json", run, *summarize(rows))
 
 
 def test_merge_writes_the_side_by_side_table(tmp_path):
-    for head, model_file in zip(HEADS, ("packed/lm/model.pth", "packed/lm/model.pth", "latest.pth")):
+    for head, model_file in zip(HEADS, ("packed_latest/lm/model.pth", "packed_3epoch/lm/model.pth", "latest.pth")):
         fake_experiment(tmp_path / f"exp/lm_heads_mini_{head}", head, SCORES[head], model_file)
     out = tmp_path / "exp/compare_heads/RESULTS.md"
     assert compare.main([*(a for h in HEADS for a in ("--exp", f"{h}={tmp_path}/exp/lm_heads_mini_{h}")),
-                         "--test_sets", "test", "--out", str(out)]) == 0
+                         "--inference_tag", "compare_heads", "--test_sets", "test", "--out", str(out)]) == 0
     text = out.read_text()
     main = text.split("## test: system `clone`\n\n")[1].split("\n\n")[0]
     assert main == "\n".join([
@@ -173,13 +175,14 @@ def test_merge_writes_the_side_by_side_table(tmp_path):
 
 
 def test_merge_shows_what_is_missing_or_unequal(tmp_path):
-    fake_experiment(tmp_path / "lm_a", "gaussian_kl", SCORES["gaussian_kl"], "packed/lm/model.pth")
+    fake_experiment(tmp_path / "lm_a", "gaussian_kl", SCORES["gaussian_kl"], "packed_latest/lm/model.pth")
     (tmp_path / "lm_b").mkdir()  # trained nothing yet
     config = yaml.safe_load((tmp_path / "lm_a/config.yaml").read_text())
     config["tts_conf"]["lm_conf"]["hidden_size"] = 512
     (tmp_path / "lm_b/config.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "cmp/RESULTS.md"
-    compare.main(["--exp", f"a={tmp_path}/lm_a", "--exp", str(tmp_path / "lm_b"), "--out", str(out)])
+    compare.main(["--exp", f"a={tmp_path}/lm_a", "--exp", str(tmp_path / "lm_b"), "--inference_tag", "compare_heads",
+                  "--out", str(out)])
     text = out.read_text()
     assert "|b|-|-|-|-|-|-|-|" in text
     assert "different backbones" in text and "b has no scoring results" in text and "b: no model file" in text

@@ -9,8 +9,8 @@
 #       --codec_config conf/tuning/train_flowvae_paper.yaml"  # the options stages 1-5 ran with
 #
 # Per head, run.sh stages 6-9 (LM, pack, decode, score) with conf/tuning/train_kalle_<size>[_<head>].yaml and
-# --lm_tag <tag_prefix>_<size>_<head>, so the heads share latents, backbone size, decoding and scoring and differ
-# only in the head. Then espnet_kalle.recipe.compare merges their scoring into <compare_dir>/RESULTS.md: one row per
+# --lm_tag <tag_prefix>_<size>_<head> and --inference_tag <inference_tag>, so the heads share latents, backbone size,
+# decoding and scoring and differ only in the head. Then espnet_kalle.recipe.compare merges their scoring into <compare_dir>/RESULTS.md: one row per
 # head (WER, SIM, MCD, DNSMOS, RTF, parameters). Finished stages are skipped, as in kalle.sh.
 set -euo pipefail
 
@@ -30,6 +30,7 @@ train_set=train
 test_sets=test
 system=clone            # decode system of the comparison table (clone, ttt, preset_<voice>)
 decode_config=conf/decode_compare_heads.yaml  # stage 8 systems per head (conf/decode.yaml decodes them all)
+inference_tag=compare_heads  # decoding dirs: <expdir>/lm_<tag>/<inference_tag>/<test set>
 compare_dir=""          # where RESULTS.md goes (default: <expdir>/compare_heads)
 dry_run=false           # print the commands (each head's run.sh runs with --dry_run true) instead of running them
 python=python3
@@ -57,15 +58,14 @@ lm_tag_of() { echo "${tag_prefix}_${size}_$1"; }
 for head in ${heads}; do  # fail before any training, not after the first head
     [ -f "$(lm_config_of "${head}")" ] || { log "no config for head ${head}: $(lm_config_of "${head}")"; exit 2; }
 done
-if [ "${dry_run}" = false ] && (( stage <= 6 )) && [ ! -f "${dumpdir}/latents/${train_set}/.done" ]; then
-    log "${dumpdir}/latents/${train_set} is not complete: run stages 1-5 first (${recipe} --stop_stage 5)"; exit 1
-fi
+# Without the latents of stages 1-5, the first head's stage 6 stops before training (kalle.sh checks them).
 
 for head in ${heads}; do
     log "head ${head}: $(lm_config_of "${head}") -> ${expdir}/lm_$(lm_tag_of "${head}") (stages ${stage}-${stop_stage})"
     cmd=("${recipe}" --stage "${stage}" --stop_stage "${stop_stage}" --lm_config "$(lm_config_of "${head}")"
          --lm_tag "$(lm_tag_of "${head}")" --expdir "${expdir}" --dumpdir "${dumpdir}" --train_set "${train_set}"
-         --test_sets "${test_sets}" --decode_config "${decode_config}" --dry_run "${dry_run}")
+         --test_sets "${test_sets}" --decode_config "${decode_config}" --inference_tag "${inference_tag}"
+         --dry_run "${dry_run}")
     [ -z "${lm_args}" ] || cmd+=(--lm_args "${lm_args}")
     # shellcheck disable=SC2206
     cmd+=(${run_args})
@@ -77,7 +77,7 @@ if (( stop_stage >= 9 )); then
     log "Merging the scoring of ${heads// /, } -> ${compare_dir}/RESULTS.md"
     # shellcheck disable=SC2206
     merge=("${python}" -m espnet_kalle.recipe.compare --system "${system}" --out "${compare_dir}/RESULTS.md"
-           --test_sets ${test_sets})
+           --inference_tag "${inference_tag}" --test_sets ${test_sets})
     for head in ${heads}; do merge+=(--exp "${head}=${expdir}/lm_$(lm_tag_of "${head}")"); done
     trace "${merge[@]}"
     if [ "${dry_run}" = false ]; then

@@ -2,7 +2,7 @@
 # Local job launcher with Kaldi's run.pl calling convention (our own code; ESPnet's scripts and
 # espnet2.bin.launch call "$cmd [options] [JOB=1:N] <log> <command...>"):
 #
-#   utils/run.sh [--max_jobs_run N] [--gpu N --mem X --num_threads N --time T ...] [JOB=1:N] log.JOB cmd args...
+#   run.pl [--max_jobs_run N] [--gpu N --mem X --num_threads N --time T ...] [JOB=1:N] log.JOB cmd args...
 #
 # Runs the command once, or once per JOB in 1..N (every "JOB" in the log name and arguments replaced by the
 # number), at most --max_jobs_run at a time (default: all). Output goes to the log, which also gets the command,
@@ -15,9 +15,8 @@ max_jobs_run=0
 while (( $# > 0 )); do
     case "$1" in
         --max_jobs_run|--max-jobs-run) max_jobs_run="$2"; shift 2 ;;
-        --gpu|--mem|--num_threads|--num-threads|--time|--config|--num_nodes|--num-nodes|--partition|--account)
-            shift 2 ;;
-        --*) echo "$0: unknown option $1" >&2; exit 1 ;;
+        --*=*) shift ;;
+        --*) (( $# >= 2 )) || { echo "$0: option $1 needs a value" >&2; exit 1; }; shift 2 ;;
         *) break ;;
     esac
 done
