@@ -45,14 +45,13 @@ def separator_ids(tokenizer_dir: Optional[Path]) -> List[int]:
 
 
 def convert(flowvae: Path, flowvae_config: Path, lm: Path, out: Path, tokenizer: Optional[Path] = None,
-            name: Optional[str] = None, residual_dilations: Optional[Sequence[int]] = None,
-            lookahead_frames: int = 0, head_dim: int = LLAMA32_1B["head_dim"], half: bool = False) -> Path:
+            name: Optional[str] = None, head_dim: int = LLAMA32_1B["head_dim"], half: bool = False) -> Path:
     """Convert and write the model dir; raises ``ConversionError`` naming every mismatching tensor."""
-    release_config: Dict[str, Any] = json.loads(Path(flowvae_config).read_text(encoding="utf-8"))
-    codec_params, codec_state = convert_flow_vae(
-        release_config, load_weights(flowvae, "Flow-VAE checkpoint"),
-        residual_dilations=residual_dilations, lookahead_frames=lookahead_frames,
-    )
+    try:
+        release_config: Dict[str, Any] = json.loads(Path(flowvae_config).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{flowvae_config}: not a JSON Flow-VAE config ({exc})") from exc
+    codec_params, codec_state = convert_flow_vae(release_config, load_weights(flowvae, "Flow-VAE checkpoint"))
     sep_ids = separator_ids(tokenizer)
     lm_info, lm_state = convert_lm(load_weights(lm, "LM checkpoint"), head_dim=head_dim, sep_token_ids=sep_ids)
     sample_rate = codec_params.pop("sample_rate")
