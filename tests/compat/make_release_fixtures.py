@@ -177,7 +177,8 @@ def lm_fixture(release: Path, generator, h, out: Path, seed: int) -> None:
     lm.audio_linear = torch.nn.Linear(h.latent_dim, config.hidden_size)  # hard-coded 512 -> 2048 in the class
     lm.distribution_linear = torch.nn.Linear(config.hidden_size, 2 * h.latent_dim)
     randomize_lm(lm, torch.Generator().manual_seed(seed), h.latent_dim)
-    torch.save({k: v.half() for k, v in lm.state_dict().items()}, out / "model.pt", _use_new_zipfile_serialization=False)
+    torch.save({k: v.half() for k, v in lm.state_dict().items()}, out / "model.pt",
+               _use_new_zipfile_serialization=False)
     lm.load_state_dict(torch.load(out / "model.pt", map_location="cpu"))
     lm.eval()
 
