@@ -4,8 +4,8 @@ The release ships ``prompt_dir/<name>.wav`` with ``<name>.npy`` ([1, latent_dim,
 Flow-VAE made from that wav. Encoding the wav with the converted encoder must give the same number of frames,
 and the ``.npy`` must look like a draw from (or the mean of) our posterior N(mu, sigma):
 
-- ``corr``: correlation of the ``.npy`` with our mu over all frames and channels (near 1 when the encoder matches;
-  a wrong padding, activation or dilation drops it far lower, as the fixtures in ``tests/compat`` show);
+- ``corr``: correlation of the ``.npy`` with our mu over all frames and channels (near 1 when the encoder matches
+  and the posterior is narrow; a wrong activation lowers it, ``tests/compat/test_official.py``);
 - ``z_mean`` / ``z_std``: mean and std of ``(npy - mu) / sigma``: about 0 / 1 if the ``.npy`` are posterior
   samples, about 0 / 0 if they are means; a std far above 1 means they are not from our posterior.
 """
