@@ -117,7 +117,7 @@ def test_clone_follows_the_released_prompt_wiring(synth, monkeypatch):
 
 
 # ------------------------------------------------------------------ streaming with the released decoder
-@pytest.mark.parametrize("chunking", [[1] * 6 + [10], [4, 12], [3, 5, 2, 6]])
+@pytest.mark.parametrize("chunking", [[1, 2, 13], [5, 3, 8]])  # many small pushes: tests/codec
 def test_released_decoder_streams_like_offline(chunking):
     codec = converted_codec("release_small")
     z = torch.from_numpy(np.load(FIXTURES / "release_small" / "outputs.npz")["decode_z"])
