@@ -1,108 +1,108 @@
-"""Full-size released layout with random weights: conversion time, load time + RSS, CPU RTF for 2 s of speech.
+"""The converted release-shape LM (random weights): our KV-cached step vs the release's recompute loop.
 
-    .venv/bin/python benchmarks/bench_official.py [--threads 2] [--frames 25] [--workdir /tmp/kalle-official]
+    nice -n 15 .venv/bin/python benchmarks/bench_official.py [--threads 2] [--text-tokens 40] [--repeats 3]
+        [--device cpu|cuda]
 
-No download: the release-shaped state dicts are built from the tsv listings (LM float16, Flow-VAE float32, as
-released), saved like the release, converted with kalle-convert-official and loaded with KalleSynthesizer.
-Needs ~4 GB of disk and ~9 GB of RAM at peak.
+No download: a release-shaped ``model.pt`` state dict (float16, as released) is built from the tsv listing of the
+real checkpoint, converted with ``convert_lm`` and loaded into our ``KalleLM`` (float32). Per generated frame the
+released ``Kalle.infer`` runs the whole sequence through the LLaMA again (``base_model.model(inputs_embeds=...)``,
+no cache); ours runs one position against the KV cache. Both are timed at the step that makes the frame after
+2, 5 and 10 s of speech (12.5 frames/s) following ``--text-tokens`` of text. Prints a table and the ratios.
+Needs ~8 GB of RAM.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import shutil
+import statistics
 import time
 from pathlib import Path
 
 import torch
+from transformers import DynamicCache
 
-REFERENCE = Path("/work/shared/reference/official_kalle")
-
-
-def rss_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 2**20
-    return float("nan")
+LISTING = Path(__file__).resolve().parents[1] / "tests" / "data" / "official_kalle" / "kalle_lm_state_dict.tsv"
+SECONDS = (2, 5, 10)
+FRAME_RATE = 12.5
 
 
-def peak_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def release_state(tsv: str) -> dict:
+def release_lm_state() -> dict:
+    """Random tensors with the names, shapes and dtypes of the released ``model.pt``."""
     state = {}
-    for line in (REFERENCE / tsv).read_text().splitlines()[1:]:
+    for line in LISTING.read_text().splitlines()[1:]:
         name, shape, dtype = line.split("\t")
         tensor = torch.empty([int(x) for x in shape.split("x")], dtype=getattr(torch, dtype))
-        if name.endswith("weight_g") or "norm" in name:
-            tensor.fill_(1.0)
-        else:
-            tensor.normal_(0, 0.02)
+        tensor.fill_(1.0) if "norm" in name else tensor.normal_(0, 0.02)
         state[name] = tensor
-    state["base_model.lm_head.weight"] = state["base_model.model.embed_tokens.weight"] if tsv.startswith("kalle") \
-        else None
-    return {k: v for k, v in state.items() if v is not None}
+    state["base_model.lm_head.weight"] = state["base_model.model.embed_tokens.weight"]
+    return state
 
 
+def load_converted_lm(device: str):
+    from espnet_kalle.compat.official import convert_lm
+    from espnet_kalle.lm.model import KalleLM
+
+    info, ours = convert_lm(release_lm_state())
+    lm = KalleLM(vocab_size=info["vocab_size"], latent_dim=info["latent_dim"], **info["lm_conf"])
+    lm.load_state_dict({k[len("lm."):]: v.float() for k, v in ours.items()})
+    return lm.eval().to(device)
+
+
+def timed(fn, repeats: int, device: str) -> float:
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
+    times = []
+    for i in range(repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@torch.inference_mode()
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--frames", type=int, default=25)
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/kalle-official-bench"))
+    parser.add_argument("--text-tokens", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    work = args.workdir
-    work.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
-    torch.save({"generator": release_state("flowvae_state_dict.tsv")}, work / "flowvae.pt")
-    torch.save(release_state("kalle_lm_state_dict.tsv"), work / "model.pt")
-    shutil.copyfile(REFERENCE / "flowvae_config.json", work / "config.json")
+    lm = load_converted_lm(args.device)
+    frames = [round(s * FRAME_RATE) for s in SECONDS]
+    length = args.text_tokens + max(frames)
+    ids = torch.randint(0, 128000, (1, args.text_tokens), device=args.device)
+    latents = torch.randn(1, max(frames), lm.latent_dim, device=args.device)
+    inputs = torch.cat([lm.backbone.embed_tokens(ids), lm.audio_linear(latents)], dim=1)  # the release's layout
+    head = lm.head.distribution_linear
 
-    from espnet_kalle.bin.convert_official import convert
+    print(f"device {args.device}, {args.threads} threads, text {args.text_tokens} tokens, float32, "
+          f"LLaMA {sum(p.numel() for p in lm.backbone.parameters()) / 1e9:.2f} B parameters")
+    print("speech_s\tpositions\trecompute_step_s\tkv_cache_step_s\tratio")
+    for seconds, n in zip(SECONDS, frames):
+        positions = args.text_tokens + n  # the sequence the step that makes frame n + 1 sees
 
-    start = time.perf_counter()
-    out = convert(work / "flowvae.pt", work / "config.json", work / "model.pt", work / "converted")
-    convert_s = time.perf_counter() - start
+        def recompute():  # released Kalle.infer: base_model.model over everything, then distribution_linear
+            head(lm.backbone(inputs_embeds=inputs[:, :positions]).last_hidden_state[:, -1:])
 
-    from espnet_kalle.synthesizer import KalleSynthesizer
+        cache = DynamicCache()
+        lm.backbone(inputs_embeds=inputs[:, : positions - 1], past_key_values=cache, use_cache=True)
+        step_pos = torch.tensor([[positions - 1]], device=args.device)
 
-    rss0 = rss_gb()
-    start = time.perf_counter()
-    # The random model has no tokenizer: load the parts the way from_pretrained does, without the text front end.
-    from espnet_kalle.codec.load import load_flow_vae
-    from espnet_kalle.tts.load import load_kalle
+        def cached():  # ours: one position against the cache (then dropped again, to time the same step)
+            out = lm.backbone(inputs_embeds=inputs[:, positions - 1 : positions], position_ids=step_pos,
+                              past_key_values=cache, use_cache=True)
+            head(out.last_hidden_state[:, -1:])
+            cache.crop(positions - 1)
 
-    model, _ = load_kalle(out / "lm/config.yaml", out / "lm/model.pth")
-    codec = load_flow_vae(out / "codec/config.yaml", out / "codec/model.pth").prepare_for_inference()
-    model.set_codec(codec)
-    load_s = time.perf_counter() - start
-    rss_loaded = rss_gb()
-    synth = KalleSynthesizer(model, codec, tokenizer=None, voices=[])
-
-    ids = torch.tensor([128000] + list(range(1000, 1020)))
-    config = model.generation_config(max_frames=args.frames, min_frames=args.frames)
-    from espnet_kalle.lm.generate import generate, seeded_generators
-
-    with torch.inference_mode():
-        prefix = synth.lm.prefix(ids)
-        start = time.perf_counter()
-        latents = generate(synth.lm, [prefix], [ids.numel()], config, seeded_generators([0]))[0]
-        lm_s = time.perf_counter() - start
-        start = time.perf_counter()
-        wav = codec.decode(latents.T[None])
-        dec_s = time.perf_counter() - start
-    seconds = wav.shape[-1] / codec.sample_rate
-    result = dict(
-        threads=args.threads, frames=int(latents.shape[0]), audio_s=round(seconds, 2),
-        convert_s=round(convert_s, 1), load_s=round(load_s, 1), rss_before_load_gb=round(rss0, 2),
-        rss_loaded_gb=round(rss_loaded, 2), peak_rss_gb=round(peak_gb(), 2),
-        lm_s=round(lm_s, 2), decode_s=round(dec_s, 2), rtf_lm=round(lm_s / seconds, 3),
-        rtf_decoder=round(dec_s / seconds, 3), rtf_total=round((lm_s + dec_s) / seconds, 3),
-    )
-    print(json.dumps(result, indent=1))
+        slow, fast = timed(recompute, args.repeats, args.device), timed(cached, args.repeats, args.device)
+        print(f"{seconds}\t{positions}\t{slow:.3f}\t{fast:.3f}\t{slow / fast:.1f}x")
+    assert length <= lm.max_positions
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Incremental Flow-VAE decoding: push latent frames as the LM makes them, get audio at once.
 
-The decoder is causal, so a chunk's audio depends only on frames already pushed; each layer keeps the inputs
-(or overlap tails) the next chunk still needs in a per-stream dict. Concatenated outputs of ``push`` and
-``flush`` equal ``FlowVAE.decode`` of the whole sequence. With a ``conv_pre`` lookahead of L frames, ``push``
-holds back L frames of audio, which ``flush`` releases against zero padding (exactly as offline decoding does).
+A chunk's audio depends only on frames already pushed; each layer keeps the inputs (or overlap tails) the next
+chunk still needs in a per-stream dict. Concatenated outputs of ``push`` and ``flush`` equal
+``FlowVAE.decode`` of the whole sequence. A decoder that looks ahead (a ``conv_pre`` lookahead of L frames; the
+released decoder's centred anti-aliasing filters) holds back ``lookahead_samples`` of audio: after n frames,
+``push`` has released ``max(0, n * hop - lookahead_samples)`` samples, and ``flush`` releases the rest, padding
+the end exactly as offline decoding does.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from espnet_kalle.codec.modules import FINAL
+
 
 class StreamDecoder:
     def __init__(self, decoder: nn.Module, latent_dim: int):
@@ -20,13 +24,14 @@ class StreamDecoder:
         self.latent_dim = latent_dim
         self.hop_length: int = decoder.hop_length
         self.lookahead_frames: int = decoder.lookahead_frames
+        self.lookahead_samples: int = decoder.lookahead_samples
         self._state: dict = {}
         self._last: Optional[torch.Tensor] = None
         self._finished = False
 
     @torch.inference_mode()
     def push(self, z: torch.Tensor) -> torch.Tensor:
-        """z [B, D, n] -> wav [B, 1, m]; m = n * hop once the first ``lookahead_frames`` frames are in."""
+        """z [B, D, n] -> wav [B, 1, m]: all audio the frames pushed so far determine (see the module doc)."""
         if self._finished:
             raise RuntimeError("this stream was flushed; start a new one with FlowVAE.stream_decoder()")
         if z.dim() != 3 or z.shape[1] != self.latent_dim:
@@ -43,7 +48,10 @@ class StreamDecoder:
         if self._last is None:
             return torch.zeros(1, 1, 0)
         z = self._last
-        pending = self.decoder.conv_pre.flush(self._state, z.shape[0], self.latent_dim, z)
-        if pending.shape[-1] == 0:
+        if self.lookahead_samples == 0:
             return z.new_zeros(z.shape[0], 1, 0)
+        self._state[FINAL] = True
+        pending = self.decoder.conv_pre(z[..., :0], self._state)
+        if pending.shape[-1] == 0 and self.lookahead_samples <= self.lookahead_frames * self.hop_length:
+            return z.new_zeros(z.shape[0], 1, 0)  # only conv_pre looked ahead, and it had nothing left
         return self.decoder.synthesize(pending, self._state)

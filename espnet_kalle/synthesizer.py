@@ -197,7 +197,7 @@ class KalleSynthesizer:
             )
         tensor = torch.from_numpy(wav)
         with torch.inference_mode():
-            mu, log_sigma = self.codec.encode(tensor.view(1, 1, -1))
+            mu, log_sigma = self.codec.prompt_posterior(tensor.view(1, 1, -1))
         return tensor, torch.tensor(ids), mu[0].T, log_sigma[0].T
 
     def resynthesize(self, wav) -> np.ndarray:

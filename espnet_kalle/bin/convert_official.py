@@ -1,7 +1,13 @@
 """kalle-convert-official: turn the released KALL-E weights into a model dir every entry point of ours loads.
 
+    kalle-convert-official --release KALL-E --out exp/kalle-official
+
+``--release`` is a checkout of github.com/xkx-hub/KALL-E with the weights where its ``infer.py`` expects them
+(``ckpt/flowvae.pt``, ``ckpt/model.pt``); its ``configs/flowvae_dim1024_12p5hz.json`` and ``tokenizer_dir`` are
+used as they are. Each part can also be given on its own (and overrides the checkout's):
+
     kalle-convert-official --flowvae flowvae.pt --flowvae-config config.json --lm model.pt \
-        --tokenizer Llama-3-tokenizer-dir --out exp/kalle-official
+        --tokenizer KALL-E/tokenizer_dir --out exp/kalle-official
 
 The released LM has no speaker encoder: voices come from prompts (``synth.clone(wav, transcript)``), and the
 model.yaml says so. Without ``--tokenizer`` the separator ids are the release's (128263, 128260) and the
@@ -14,7 +20,7 @@ import argparse
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from espnet_kalle.checkpoint import load_weights
 from espnet_kalle.compat.official import (
@@ -29,6 +35,25 @@ from espnet_kalle.compat.official import (
 from espnet_kalle.pretrained.pack import write_model_dir
 
 TOKENIZER_DIR = "tokenizer"
+# Where the released checkout keeps each part (infer.py's defaults).
+RELEASE_LAYOUT = {"flowvae": "ckpt/flowvae.pt", "flowvae_config": "configs/flowvae_dim1024_12p5hz.json",
+                  "lm": "ckpt/model.pt", "tokenizer": "tokenizer_dir"}
+
+
+def release_parts(args: argparse.Namespace) -> Dict[str, Optional[Path]]:
+    """Each part from its own option, else from the ``--release`` checkout; a missing required one is an error."""
+    parts: Dict[str, Optional[Path]] = {}
+    for key, relative in RELEASE_LAYOUT.items():
+        given = getattr(args, key)
+        if given is None and args.release is not None:
+            given = args.release / relative
+            if not given.exists():
+                raise ConversionError(f"{given} not found: the release checkout keeps {key} at {relative} "
+                                      f"(or pass --{key.replace('_', '-')})")
+        if given is None and key != "tokenizer":
+            raise ConversionError(f"--{key.replace('_', '-')} is required without --release")
+        parts[key] = given
+    return parts
 
 
 def separator_ids(tokenizer_dir: Optional[Path]) -> List[int]:
@@ -45,14 +70,13 @@ def separator_ids(tokenizer_dir: Optional[Path]) -> List[int]:
 
 
 def convert(flowvae: Path, flowvae_config: Path, lm: Path, out: Path, tokenizer: Optional[Path] = None,
-            name: Optional[str] = None, residual_dilations: Optional[Sequence[int]] = None,
-            lookahead_frames: int = 0, head_dim: int = LLAMA32_1B["head_dim"], half: bool = False) -> Path:
+            name: Optional[str] = None, head_dim: int = LLAMA32_1B["head_dim"], half: bool = False) -> Path:
     """Convert and write the model dir; raises ``ConversionError`` naming every mismatching tensor."""
-    release_config: Dict[str, Any] = json.loads(Path(flowvae_config).read_text(encoding="utf-8"))
-    codec_params, codec_state = convert_flow_vae(
-        release_config, load_weights(flowvae, "Flow-VAE checkpoint"),
-        residual_dilations=residual_dilations, lookahead_frames=lookahead_frames,
-    )
+    try:
+        release_config: Dict[str, Any] = json.loads(Path(flowvae_config).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConversionError(f"{flowvae_config}: not a JSON Flow-VAE config ({exc})") from exc
+    codec_params, codec_state = convert_flow_vae(release_config, load_weights(flowvae, "Flow-VAE checkpoint"))
     sep_ids = separator_ids(tokenizer)
     lm_info, lm_state = convert_lm(load_weights(lm, "LM checkpoint"), head_dim=head_dim, sep_token_ids=sep_ids)
     sample_rate = codec_params.pop("sample_rate")
@@ -89,24 +113,41 @@ def convert(flowvae: Path, flowvae_config: Path, lm: Path, out: Path, tokenizer:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flowvae", type=Path, required=True, help="released flowvae.pt ({'generator': ...})")
-    parser.add_argument("--flowvae-config", type=Path, required=True, help="released Flow-VAE JSON config")
-    parser.add_argument("--lm", type=Path, required=True, help="released model.pt (LM state dict)")
-    parser.add_argument("--tokenizer", type=Path, default=None, help="released Llama-3 tokenizer dir (copied)")
+    parser.add_argument("--release", type=Path, default=None, help="checkout of the KALL-E release (see above)")
+    parser.add_argument("--flowvae", type=Path, default=None, help="released flowvae.pt ({'generator': ...})")
+    parser.add_argument("--flowvae-config", type=Path, default=None, help="released Flow-VAE JSON config")
+    parser.add_argument("--lm", type=Path, default=None, help="released model.pt (LM state dict)")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="the release's tokenizer_dir (a Hugging Face tokenizer dir; copied)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--name", default=None)
-    parser.add_argument("--residual-dilations", type=int, nargs="+", default=None,
-                        help="encoder residual-unit dilations (not visible in the checkpoint; default 1 3 9 1 3 9)")
-    parser.add_argument("--lookahead-frames", type=int, default=0, help="decoder conv_pre lookahead (guess: 0)")
     parser.add_argument("--head-dim", type=int, default=LLAMA32_1B["head_dim"])
     parser.add_argument("--half", action="store_true", help="store all weights as float16 (they load as float32)")
+    parser.add_argument("--check-prompts", type=Path, default=None, metavar="PROMPT_DIR",
+                        help="after converting, compare our encoder with the release's prompt_dir/*.npy latents "
+                             "(made by the real released Flow-VAE from prompt_dir/*.wav); see compat/prompt_check.py")
     args = parser.parse_args(argv)
     try:
-        out = convert(args.flowvae, args.flowvae_config, args.lm, args.out, args.tokenizer, args.name,
-                      args.residual_dilations, args.lookahead_frames, args.head_dim, args.half)
+        parts = release_parts(args)
+        out = convert(parts["flowvae"], parts["flowvae_config"], parts["lm"], args.out, parts["tokenizer"],
+                      args.name, args.head_dim, args.half)
     except (ValueError, FileNotFoundError) as exc:  # ConversionError, unreadable checkpoints
         parser.exit(2, f"kalle-convert-official: error: {exc}\n")
     print(f"converted model dir: {out}")
+    if args.check_prompts is not None:
+        print_prompt_check(out, args.check_prompts)
+
+
+def print_prompt_check(model_dir: Path, prompt_dir: Path) -> None:
+    """One line per released prompt: frames (ours / release), corr with our mu, z mean / std."""
+    from espnet_kalle.codec.load import load_flow_vae
+    from espnet_kalle.compat.prompt_check import check_prompt_dir
+
+    codec = load_flow_vae(model_dir / "codec" / "config.yaml", model_dir / "codec" / "model.pth").eval()
+    print("prompt\tframes\trelease_frames\tcorr\tz_mean\tz_std")
+    for row in check_prompt_dir(codec, prompt_dir):
+        values = [row.get(k, float("nan")) for k in ("frames", "release_frames", "corr", "z_mean", "z_std")]
+        print(row["prompt"] + "".join(f"\t{v:.0f}" if i < 2 else f"\t{v:.3f}" for i, v in enumerate(values)))
 
 
 if __name__ == "__main__":

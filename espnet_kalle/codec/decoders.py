@@ -1,11 +1,16 @@
 """Flow-VAE decoders: latent frames [B, D, F] -> waveform [B, 1, F * hop].
 
-Two heads with one contract (``forward(z, state=None)``, ``hop_length``, ``lookahead_frames``):
+Two heads with one contract (``forward(z, state=None)``, ``hop_length``, ``lookahead_frames``, ``ready(frames)``,
+``lookahead_samples``):
 - ``bigvgan``: the paper's decoder, causal transposed convolutions and AMP blocks with anti-aliased SnakeBeta
   (parameter names follow the release: ``conv_pre``, ``ups.i.0``, ``resblocks.j``, ``activation_post``, ``conv_post``).
+  With ``anti_alias_padding="replicate"`` and ``lookahead_frames=3`` it is the released decoder, whose first conv
+  is centred and whose anti-aliasing filters (alias-free-torch) look a few samples ahead: audio then lags the
+  frames by ``lookahead_samples`` when streamed.
 - ``istft``: a Vocos-style head for CPU real time, a causal ConvNeXt stack at the latent rate, split into
   sub-frames that predict STFT magnitude and phase, turned to audio by a causal overlap-add inverse STFT.
-Both are causal apart from an optional lookahead of ``conv_pre`` (in latent frames).
+Both are causal apart from an optional lookahead of ``conv_pre`` (in latent frames) and, for ``bigvgan``, the
+replicate-padded anti-aliasing.
 """
 
 from __future__ import annotations
@@ -24,22 +29,38 @@ from espnet_kalle.codec.modules import (
 
 
 class AMPBlock(nn.Module):
-    """Anti-aliased multi-periodicity block: dilated convs interleaved with anti-aliased SnakeBeta."""
+    """Anti-aliased multi-periodicity block: dilated convs interleaved with anti-aliased snake activations."""
 
-    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], logscale: bool = True):
+    def __init__(self, channels: int, kernel_size: int, dilations: Sequence[int], logscale: bool = True,
+                 activation: str = "snakebeta", anti_alias_padding: str = "causal"):
         super().__init__()
         self.convs1 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, dilation=d) for d in dilations)
         self.convs2 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size) for _ in dilations)
         self.activations = nn.ModuleList(
-            AntiAliasedActivation(channels, logscale) for _ in range(2 * len(dilations))
+            AntiAliasedActivation(channels, logscale, activation=activation, padding=anti_alias_padding)
+            for _ in range(2 * len(dilations))
         )
 
     def forward(self, x: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
         for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2)):
             y = conv1(self.activations[2 * i](x, state), state)
             y = conv2(self.activations[2 * i + 1](y, state), state)
-            x = x + y
+            x = y + (x if state is None else self._aligned((self, i), x, y.shape[-1], state))
         return x
+
+    @staticmethod
+    def _aligned(key, x: torch.Tensor, n: int, state: StreamState) -> torch.Tensor:
+        """The residual's first ``n`` samples not yet added: the branch lags its input when it looks ahead."""
+        held = state.get(key)
+        if held is not None:
+            x = torch.cat([held, x], dim=-1)
+        state[key] = x[..., n:]
+        return x[..., :n]
+
+    def ready(self, n: int) -> int:
+        for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2)):
+            n = conv2.ready(self.activations[2 * i + 1].ready(conv1.ready(self.activations[2 * i].ready(n))))
+        return n
 
 
 class BigVGANDecoder(nn.Module):
@@ -54,6 +75,8 @@ class BigVGANDecoder(nn.Module):
         snake_logscale: bool = True,
         conv_pre_kernel_size: int = 7,
         lookahead_frames: int = 0,
+        activation: str = "snakebeta",
+        anti_alias_padding: str = "causal",
     ):
         super().__init__()
         self.conv_pre = CausalConv1d(
@@ -66,8 +89,9 @@ class BigVGANDecoder(nn.Module):
             self.ups.append(nn.ModuleList([CausalConvTranspose1d(channels, channels // 2, kernel, rate)]))
             channels //= 2
             for k, dilations in zip(resblock_kernel_sizes, resblock_dilation_sizes):
-                self.resblocks.append(AMPBlock(channels, k, dilations, snake_logscale))
-        self.activation_post = AntiAliasedActivation(channels, snake_logscale)
+                self.resblocks.append(AMPBlock(channels, k, dilations, snake_logscale, activation, anti_alias_padding))
+        self.activation_post = AntiAliasedActivation(channels, snake_logscale, activation=activation,
+                                                     padding=anti_alias_padding)
         self.conv_post = CausalConv1d(channels, 1, 7)
         self.num_kernels = len(resblock_kernel_sizes)
         self.lookahead_frames = lookahead_frames
@@ -86,6 +110,18 @@ class BigVGANDecoder(nn.Module):
             x = sum(block(x, state) for block in blocks) / self.num_kernels
         x = self.conv_post(self.activation_post(x, state), state)
         return torch.tanh(x)
+
+    def ready(self, frames: int) -> int:
+        """Samples a stream has released after ``frames`` latent frames (before its end)."""
+        n = self.conv_pre.ready(frames)
+        for i, up in enumerate(self.ups):
+            n = self.resblocks[i * self.num_kernels].ready(up[0].ready(n))
+        return self.conv_post.ready(self.activation_post.ready(n))
+
+    @property
+    def lookahead_samples(self) -> int:
+        """How far streamed audio lags the frames pushed (samples): the sum of every layer's lookahead."""
+        return _lookahead_samples(self)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -173,6 +209,13 @@ class ISTFTDecoder(nn.Module):
     def synthesize(self, x: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
         return self.waveform(self.spectral_features(x, state), state)
 
+    def ready(self, frames: int) -> int:
+        return self.conv_pre.ready(frames) * self.hop_length
+
+    @property
+    def lookahead_samples(self) -> int:
+        return _lookahead_samples(self)
+
     def spectral_features(self, x: torch.Tensor, state: Optional[StreamState] = None) -> torch.Tensor:
         """``conv_pre`` output [B, dim, F] -> [B, F, subframes * 2 * bins]: the layers that hold the weights."""
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
@@ -189,6 +232,11 @@ class ISTFTDecoder(nn.Module):
         mag = torch.exp(log_mag.clamp(max=10.0))  # a ceiling keeps early training finite
         spec = torch.polar(mag, phase)
         return self.istft(spec, state).unsqueeze(1)
+
+
+def _lookahead_samples(decoder: nn.Module, frames: int = 256) -> int:
+    """Steady-state lag of a stream: ``frames * hop - ready(frames)`` (constant once past the start)."""
+    return frames * decoder.hop_length - decoder.ready(frames)
 
 
 def _synthesize_nonempty(decoder: nn.Module, x: torch.Tensor, state: Optional[StreamState]) -> torch.Tensor:

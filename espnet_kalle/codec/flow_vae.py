@@ -37,9 +37,12 @@ class FlowVAE(nn.Module):
         decoder_conf: Optional[Dict[str, Any]] = None,
         encoder_type: str = "waveform",
         encoder_conf: Optional[Dict[str, Any]] = None,
+        prompt_drop_last: int = 0,
     ):
         """``encoder_type`` "waveform" is the paper's (and the release's) encoder and uses ``downsample_*`` and
-        ``residual_dilations``; "mel" is the CPU-budget front end of ``mel_encoder`` configured by ``encoder_conf``."""
+        ``residual_dilations`` (``encoder_conf``: its ``causal`` and ``activation``); "mel" is the CPU-budget
+        front end of ``mel_encoder`` configured by ``encoder_conf``. ``prompt_drop_last``: frames a voice prompt
+        loses at its end (the released inference drops the last encoded frame: 1)."""
         super().__init__()
         if decoder_type not in DECODERS:
             raise ValueError(f"decoder_type must be one of {sorted(DECODERS)}, got {decoder_type!r}")
@@ -47,7 +50,8 @@ class FlowVAE(nn.Module):
         self.latent_dim = latent_dim
         if encoder_type == "waveform":
             self.encoder = PosteriorEncoder(
-                latent_dim, downsample_rates, downsample_channels, residual_dilations, init_log_sigma
+                latent_dim, downsample_rates, downsample_channels, residual_dilations, init_log_sigma,
+                **(encoder_conf or {}),
             )
         elif encoder_type == "mel":
             self.encoder = MelPosteriorEncoder(
@@ -67,6 +71,7 @@ class FlowVAE(nn.Module):
                 "upsample and downsample rates must multiply to the same number"
             )
         self.hop_length = self.encoder.hop_length
+        self.prompt_drop_last = int(prompt_drop_last)
 
     @property
     def frame_rate(self) -> float:
@@ -83,6 +88,17 @@ class FlowVAE(nn.Module):
         if z.dim() != 3 or z.shape[1] != self.latent_dim:
             raise ValueError(f"decode expects latents [B, {self.latent_dim}, F], got shape {tuple(z.shape)}")
         return self.decoder(z)
+
+    def prompt_posterior(self, wav: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode`` for a voice prompt: the posterior the LM continues from (less ``prompt_drop_last`` frames)."""
+        mu, log_sigma = self.encode(wav)
+        keep = mu.shape[-1] - self.prompt_drop_last
+        return mu[..., :keep], log_sigma[..., :keep]
+
+    @property
+    def lookahead_seconds(self) -> float:
+        """How far streamed audio lags the frames pushed (the decoder's lookahead)."""
+        return self.decoder.lookahead_samples / self.sample_rate
 
     def stream_decoder(self) -> StreamDecoder:
         """A fresh incremental decoder; ``push`` chunks of latents, then ``flush``."""

@@ -62,6 +62,7 @@ class OnnxStreamDecoder:
     The same contract as ``espnet_kalle.streaming.StreamDecoder`` (batch 1, no lookahead)."""
 
     lookahead_frames = 0
+    lookahead_samples = 0
 
     def __init__(self, owner: OnnxDecoder):
         self._owner = owner

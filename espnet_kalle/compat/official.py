@@ -11,26 +11,34 @@ Release layout (see ``../shared/reference/official_kalle/``):
   ``distribution_linear``.
 
 Our names differ only by structure: weight norm is a parametrization
-(``<conv>.parametrizations.weight.original0/original1`` = g / v), our causal wrappers add a ``conv`` level,
+(``<conv>.parametrizations.weight.original0/original1`` = g / v), our conv wrappers add a ``conv`` level,
 encoder residual units a ``block`` level, and the parts sit under ``encoder.`` / ``flow.`` / ``decoder.``.
 The mapping is derived by canonicalising every name of our model (``release_name``) and matching it against the
 checkpoint, so it covers any configuration, not one hand-written table.
 
-Guesses (what the released tensors and config do not show; each is a keyword option of ``flow_vae_params``):
+What the released code fixes and its JSON config does not name (read from ``flowvae.py`` and ``model.py`` of
+github.com/xkx-hub/KALL-E; ``tests/compat/test_official.py`` checks our import against that code's outputs):
 
-- ``residual_dilations`` of the encoder's residual units: the checkpoint shows how many units each stage has
-  (6), not their dilations; we assume ``(1, 3, 9, 1, 3, 9)`` (two SoundStream/EnCodec-style triples).
-- Encoder activations: ELU (parameter-free, so invisible in the checkpoint); fixed in ``codec/encoder.py``.
-- ``lookahead_frames`` of the decoder's first conv: the release is described as causal; we assume 0.
-- Causal padding everywhere (left pad ``(k - 1) * dilation``; transposed convs keep the first ``T * stride``).
+- Encoder (``Encoder``, ``Conv1d_S``, ``ResStack``): every conv zero-padded by ``dilation * (k - 1) // 2`` on
+  both sides (not causal), first conv 1 -> 12 channels, 6 residual units per stage with dilations ``2 ** i``,
+  LeakyReLU 0.2 between stages and torch's default 0.01 inside the units.
+- Flow (``ResidualCouplingBlock``): 4 mean-only couplings of 4 WaveNet layers, kernel 5, dilation rate 1, causal
+  (left) padding; used in training only (the decoder reads posterior samples z, not z_p).
+- Decoder: ``conv_pre`` (kernel 7) is centred ("I add delay in the first conv"): 3 frames of lookahead. The
+  anti-aliased activations are alias-free-torch's ``Activation1d``: centred filters with replicate padding, a
+  few samples of lookahead each (``BigVGANDecoder.lookahead_samples`` adds them up). Causal transposed convs keep
+  the first ``T * stride`` samples; AMP block convs are causal.
+- Prompts: ``infer.py`` drops the last encoded frame of a prompt (``prompt_drop_last=1``).
 - LM: ``head_dim`` (64 for Llama-3.2-1B) separates heads from head size, which shapes alone cannot; rope theta
   500000 with llama3 scaling (factor 32, low/high freq factors 1/4, original context 8192) and
-  ``max_position_embeddings`` 131072 are Llama-3.2-1B's config, not visible in the weights.
+  ``max_position_embeddings`` 131072 are ``model.py``'s ``default_llama_config``.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
@@ -53,7 +61,12 @@ LLAMA32_1B = dict(head_dim=64, rope_theta=500000.0, rope_scaling=LLAMA3_ROPE_SCA
 # The released inference (DESIGN.md section 4): stop when KL(p || N(1, e)) / D < 0.5 after > 3 frames, <= 1000.
 RELEASE_GENERATION = dict(temperature=1.0, stop_threshold=0.5, min_frames=4, max_frames=1000,
                           minlenratio=0.0, maxlenratio=0.0, guidance_weight=0.0)
-DEFAULT_RESIDUAL_DILATIONS = (1, 3, 9)
+# Constants of the released flowvae.py (not in its JSON config).
+RELEASE_ENCODER_FIRST_CHANNELS = 12  # Encoder(base_channels=12): the first conv's width, whatever the config says
+RELEASE_RESIDUAL_DILATIONS = tuple(2**i for i in range(6))  # ResStack(stack_kernel_size=3, base=2, nums=6)
+RELEASE_FLOW = dict(flow_kernel_size=5, flow_layers=4, flow_couplings=4)  # ResidualCouplingBlock(.., 5, 1, 4)
+RELEASE_CONV_PRE = dict(conv_pre_kernel_size=7, lookahead_frames=3)  # Conv1d(.., 7, 1, causal=False): pad 3
+RELEASE_PROMPT_DROP_LAST = 1  # infer.py: prompt_mean_scale_latent[:, :, :-1]
 
 _OUR_TOP = {"encoder": "audio_encoder", "flow": "flow", "decoder": None}
 _WRAPPER_LEVELS = {"conv", "block"}
@@ -133,66 +146,80 @@ def generator_state(checkpoint: Any) -> Dict[str, torch.Tensor]:
     return dict(checkpoint)
 
 
-def flow_vae_params(
-    config: Mapping[str, Any],
-    state: Mapping[str, torch.Tensor],
-    residual_dilations: Optional[Sequence[int]] = None,
-    lookahead_frames: int = 0,
-) -> Dict[str, Any]:
-    """Our ``FlowVAE`` kwargs from the released JSON config plus what only the tensor shapes tell."""
-    if config.get("activation", "snakebeta") != "snakebeta":
-        raise ConversionError(f"unsupported decoder activation {config.get('activation')!r} (only snakebeta)")
-    if str(config.get("resblock", "1")) != "1":
-        raise ConversionError(f"unsupported resblock type {config.get('resblock')!r} (only AMP block '1')")
-    if not config.get("causal", True) or not config.get("use_vae", True):
-        raise ConversionError("only the causal VAE variant (causal: true, use_vae: true) is supported")
-    what = "Flow-VAE checkpoint"
-    units = _numbered(state, r"audio_encoder\.generator\.3\.layers\.(\d+)\.1\.weight_v")
-    if residual_dilations is None:
-        residual_dilations = [DEFAULT_RESIDUAL_DILATIONS[i % 3] for i in range(len(units))]
-    elif len(residual_dilations) != len(units):
+def _config_value(config: Mapping[str, Any], key: str) -> Any:
+    if key not in config:
+        raise ConversionError(f"the Flow-VAE config has no {key!r} (is it the released flowvae JSON?)")
+    return config[key]
+
+
+def flow_vae_params(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """Our ``FlowVAE`` kwargs for a released Flow-VAE JSON config; ``ConversionError`` for what we cannot run.
+
+    Every key the released ``FlowVAE`` reads is honoured; the rest of its architecture is fixed by its code
+    (the ``RELEASE_*`` constants).
+    """
+    get = functools.partial(_config_value, config)
+    if str(get("resblock")) != "1":
+        raise ConversionError(f"resblock {get('resblock')!r}: the released flowvae.py defines only AMP block '1'")
+    if get("activation") not in ("snake", "snakebeta"):
+        raise ConversionError(f"activation {get('activation')!r}: the released flowvae.py has 'snake' and 'snakebeta'")
+    if not get("use_vae"):
+        raise ConversionError("use_vae false: the released FlowVAE asserts use_vae (the LM needs mean|log_scale)")
+    if not get("causal"):
+        raise ConversionError("causal false (a non-causal flow and decoder) is not supported: only the released "
+                              "causal variant is implemented")
+    rates, channels = [int(r) for r in get("downsample_rates")], [int(c) for c in get("downsample_channels")]
+    if len(channels) != len(rates) + 1 or channels[0] != RELEASE_ENCODER_FIRST_CHANNELS:
         raise ConversionError(
-            f"{len(residual_dilations)} residual dilations given, the checkpoint has {len(units)} units per stage"
+            f"downsample_channels {channels}: the released encoder needs {len(rates) + 1} entries (one more than "
+            f"downsample_rates) starting at {RELEASE_ENCODER_FIRST_CHANNELS} (its first conv is 1 -> 12 channels)"
         )
-    couplings = _numbered(state, r"flow\.flows\.(\d+)\.pre\.weight")
-    if not couplings:
-        raise ConversionError(f"{what}: no flow coupling layers (flow.flows.<i>.pre.weight)")
-    flow_layers = _numbered(state, rf"flow\.flows\.{couplings[0]}\.enc\.in_layers\.(\d+)\.weight_v")
-    flow_kernel = _require(state, f"flow.flows.{couplings[0]}.enc.in_layers.0.weight_v", what).shape[-1]
-    conv_pre_kernel = _require(state, "conv_pre.weight_v", what).shape[-1]
+    ups, up_kernels = [int(r) for r in get("upsample_rates")], [int(k) for k in get("upsample_kernel_sizes")]
+    if len(ups) != len(up_kernels) or any(k != 2 * u for u, k in zip(ups, up_kernels)):
+        raise ConversionError(f"upsample_kernel_sizes {up_kernels} must be twice upsample_rates {ups} (the "
+                              "released causal ConvTranspose1d asserts it)")
+    kernels, dilations = list(get("resblock_kernel_sizes")), [list(d) for d in get("resblock_dilation_sizes")]
+    if len(kernels) != len(dilations) or any(len(d) != 3 for d in dilations):
+        raise ConversionError(f"resblock_dilation_sizes {dilations}: the released AMP block '1' takes exactly three "
+                              f"dilations per kernel size ({len(kernels)} kernel sizes)")
+    if math.prod(ups) != math.prod(rates):
+        raise ConversionError(f"upsample_rates {ups} (x{math.prod(ups)}) and downsample_rates {rates} "
+                              f"(x{math.prod(rates)}) must give the same hop length")
+    latent_dim = int(get("latent_dim"))
+    if latent_dim % 2:
+        raise ConversionError(f"latent_dim {latent_dim} must be even (the flow couples two halves)")
     decoder_conf = dict(
-        upsample_rates=list(config["upsample_rates"]),
-        upsample_kernel_sizes=list(config["upsample_kernel_sizes"]),
-        upsample_initial_channel=int(config["upsample_initial_channel"]),
-        resblock_kernel_sizes=list(config["resblock_kernel_sizes"]),
-        resblock_dilation_sizes=[list(d) for d in config["resblock_dilation_sizes"]],
-        snake_logscale=bool(config.get("snake_logscale", True)),
-        conv_pre_kernel_size=int(conv_pre_kernel),
-        lookahead_frames=int(lookahead_frames),
+        upsample_rates=ups,
+        upsample_kernel_sizes=up_kernels,
+        upsample_initial_channel=int(get("upsample_initial_channel")),
+        resblock_kernel_sizes=[int(k) for k in kernels],
+        resblock_dilation_sizes=[[int(x) for x in d] for d in dilations],
+        snake_logscale=bool(get("snake_logscale")),
+        activation=str(get("activation")),
+        anti_alias_padding="replicate",
+        **RELEASE_CONV_PRE,
     )
     return dict(
         sample_rate=int(config.get("sampling_rate", 16000)),
-        latent_dim=int(config["latent_dim"]),
-        downsample_rates=list(config["downsample_rates"]),
-        downsample_channels=list(config["downsample_channels"]),
-        residual_dilations=[int(d) for d in residual_dilations],
-        flow_hidden_channels=int(config["flow_hidden_channels"]),
-        flow_kernel_size=int(flow_kernel),
-        flow_layers=len(flow_layers),
-        flow_couplings=len(couplings),
+        latent_dim=latent_dim,
+        downsample_rates=rates,
+        downsample_channels=channels,
+        residual_dilations=list(RELEASE_RESIDUAL_DILATIONS),
+        encoder_conf=dict(causal=False, activation="leaky_relu"),
+        flow_hidden_channels=int(get("flow_hidden_channels")),
+        **RELEASE_FLOW,
         decoder_type="bigvgan",
         decoder_conf=decoder_conf,
+        prompt_drop_last=RELEASE_PROMPT_DROP_LAST,
     )
 
 
-def convert_flow_vae(
-    config: Mapping[str, Any], checkpoint: Any, **guesses: Any
-) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
+def convert_flow_vae(config: Mapping[str, Any], checkpoint: Any) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
     """(FlowVAE kwargs, state dict in our names, dtypes kept) from the released config + ``flowvae.pt`` content."""
     from espnet_kalle.codec.flow_vae import FlowVAE
 
     state = generator_state(checkpoint)
-    params = flow_vae_params(config, state, **guesses)
+    params = flow_vae_params(config)
     with torch.device("meta"):  # names and shapes only
         expected = FlowVAE(**params).state_dict()
     mapping = name_mapping(expected)

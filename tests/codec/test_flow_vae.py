@@ -131,22 +131,25 @@ def test_lookahead_is_bounded():
     assert (a[..., 4 * hop : 5 * hop] - b[..., 4 * hop : 5 * hop]).abs().max() > 1e-5
 
 
-@pytest.mark.parametrize("decoder_type", ["bigvgan", "istft"])
+@pytest.mark.parametrize("decoder_type,extra", [("bigvgan", {}), ("istft", {}),
+                                                ("bigvgan", {"anti_alias_padding": "replicate"})])
 @pytest.mark.parametrize("lookahead", [0, 2])
 @pytest.mark.parametrize("chunking", [[1] * 12, [5, 7], [12], [3, 1, 4, 1, 2, 1]])
-def test_streaming_equals_offline(decoder_type, lookahead, chunking):
-    model = tiny(decoder_type, lookahead=lookahead)
+def test_streaming_equals_offline(decoder_type, extra, lookahead, chunking):
+    model = tiny(decoder_type, lookahead=lookahead, **extra)
     z = torch.randn(2, 8, sum(chunking))
     with torch.no_grad():
         offline = model.decode(z)
     stream = model.stream_decoder()
+    lag = model.decoder.lookahead_samples
+    assert lag == lookahead * model.hop_length or extra  # replicate-padded anti-aliasing adds samples of its own
     pieces, start = [], 0
     for size in chunking:
         piece = stream.push(z[..., start : start + size])
         start += size
-        # Audio comes out as soon as the lookahead allows: everything up to (frames pushed - lookahead).
+        # Audio comes out as soon as the lookahead allows: everything up to (frames pushed) * hop - lag.
         pieces.append(piece)
-        assert sum(p.shape[-1] for p in pieces) == max(0, start - lookahead) * model.hop_length
+        assert sum(p.shape[-1] for p in pieces) == max(0, start * model.hop_length - lag)
     pieces.append(stream.flush())
     streamed = torch.cat(pieces, dim=-1)
     assert streamed.shape == offline.shape
