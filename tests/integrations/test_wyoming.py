@@ -530,3 +530,20 @@ def test_cli_refuses_devices_it_cannot_use(tiny_model_dir):
         output, _ = process.communicate(timeout=120)
         assert process.returncode == 2 and message in output, (options, output)
         assert "Traceback" not in output
+
+
+def test_cli_sigterm_while_loading_exits_like_ctrl_c(tiny_model_dir):
+    """docker stop during the model load: status 0 and no traceback, as Ctrl-C (not killed by the signal)."""
+    process, _ = start_cli("--model", str(tiny_model_dir), "--int8")
+    try:
+        seen = []
+        for line in process.stdout:  # the first line is logged once the handler is installed, before loading
+            seen.append(line)
+            if "Loading model" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        output = "".join(seen) + process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "Traceback" not in output, (process.returncode, output)
