@@ -1,8 +1,9 @@
 """KalleTTSService: KALL-E speech streamed into Pipecat pipelines 80 ms at a time, stoppable mid-utterance.
 
 KALL-E generates one continuous latent per LM step and decodes it causally, so every step is 80 ms of audio
-that can be played at once. The service pushes each of those as a ``TTSAudioRawFrame`` while the LM keeps
-going in a worker thread, and on interruption stops the LM before its next step.
+that can be played at once. The service resamples it to the pipeline's rate and pushes it as ``TTSAudioRawFrame``s
+of one steady size (80 ms by default) while the LM keeps going in a worker thread; on interruption it stops the LM
+before its next step.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import random
 import re
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,8 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.tracing.service_decorators import traced_tts
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
+from espnet_kalle.languages import model_languages, normalize_language, speaks
+from espnet_kalle.pcm import PcmChunker, to_pcm16
 from espnet_kalle.synthesizer import SPEED_RANGE, KalleSynthesizer, VoiceLike
 from espnet_kalle.text import TextError
 from espnet_kalle.voice import Voice
@@ -65,9 +68,12 @@ class KalleTTSService(TTSService):
         tts = KalleTTSService(model="exp/my_model", settings=KalleTTSService.Settings(speed=1.1))
         other = KalleTTSService(model=tts.synthesizer, voice=42)  # share the loaded weights
 
-    Audio is produced at the model's 16 kHz and resampled to the pipeline's output rate. Voice, speed,
-    temperature and seed change at runtime with ``TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(...))``
-    and apply from the next sentence on.
+    Audio is produced at the model's 16 kHz, resampled to the pipeline's output rate and pushed in frames of
+    ``chunk_ms`` (80 ms: one generated frame at 16 kHz); the last frame of an utterance holds what is left.
+    Voice, speed, temperature and seed change at runtime with
+    ``TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(...))`` and apply from the next sentence on. The
+    language is the model's (``lang`` in its model.yaml; English when it names none): a language it cannot speak
+    is refused with a warning and the current one kept.
     """
 
     Settings = KalleTTSSettings
@@ -81,6 +87,7 @@ class KalleTTSService(TTSService):
         device: str = "cpu",
         settings: Settings | None = None,
         stop_timeout_s: float = 2.0,
+        chunk_ms: int = 80,
         **kwargs: Any,
     ):
         """Load (or share) the model and resolve the voice, so a bad name fails here and not mid-call.
@@ -90,25 +97,35 @@ class KalleTTSService(TTSService):
                 (services built on the same synthesizer share its weights).
             voice: Voice to start with; ``settings.voice`` wins when both are given.
             device: Torch device used when ``model`` is loaded here.
-            settings: Initial settings delta over the defaults (model voice, English, speed 1, seed 0).
+            settings: Initial settings delta over the defaults (model voice, model language, speed 1, seed 0).
             stop_timeout_s: How long an interruption waits for the worker thread to finish its frame.
+            chunk_ms: Duration of each pushed audio frame (the last of an utterance may be shorter).
             **kwargs: Passed to ``TTSService`` (e.g. ``sample_rate``; None takes the pipeline's rate).
         """
+        if not isinstance(chunk_ms, int) or chunk_ms < 1:
+            raise ValueError(f"chunk_ms must be a positive number of milliseconds, got {chunk_ms!r}")
         synth = model if isinstance(model, KalleSynthesizer) else KalleSynthesizer.from_pretrained(model, device)
         requested = settings.voice if settings is not None and is_given(settings.voice) else voice
         resolved = _resolve_voice(synth, requested)
+        languages = model_languages(synth.meta)
 
         store = self.Settings(
-            model=synth.name or "kalle", voice=resolved.name, language=Language.EN,
+            model=synth.name or "kalle", voice=resolved.name, language=_pipecat_language(languages[0]),
             speed=1.0, temperature=None, seed=0,
         )
         if settings is not None:
-            store.apply_update(dataclasses.replace(settings, voice=NOT_GIVEN))
+            given = dataclasses.replace(settings, voice=NOT_GIVEN)
+            if not _speakable_language(given.language, languages):
+                _warn_language(given.language, languages, store.language)
+                given = dataclasses.replace(given, language=NOT_GIVEN)
+            store.apply_update(given)
         _check_speed(store.speed)
 
         super().__init__(push_start_frame=True, push_stop_frames=True, settings=store, **kwargs)
         self._synth = synth
         self._voice = resolved
+        self._languages = languages
+        self._chunk_ms = chunk_ms
         self._stop_timeout_s = stop_timeout_s
         self._stream: ThreadedStream[np.ndarray] | None = None
         # The base resampler forgets its filter history after 0.2 s without input; a loaded CPU can take that
@@ -126,6 +143,11 @@ class KalleTTSService(TTSService):
     def voice(self) -> Voice:
         """The voice the next utterance will use."""
         return self._voice
+
+    @property
+    def languages(self) -> list[str]:
+        """The languages the model speaks (``en_US`` style), from its model.yaml."""
+        return list(self._languages)
 
     @property
     def worker_thread(self) -> threading.Thread | None:
@@ -148,6 +170,9 @@ class KalleTTSService(TTSService):
                 await self.push_error(f"{self}: voice not changed: {error}", exception=error,
                                       category=ErrorCategory.APPLICATION)
             delta = dataclasses.replace(delta, voice=voice.name if voice is not None else NOT_GIVEN)
+        if is_given(delta.language) and not _speakable_language(delta.language, self._languages):
+            _warn_language(delta.language, self._languages, self._settings.language)
+            delta = dataclasses.replace(delta, language=NOT_GIVEN)
         if is_given(delta.speed):
             try:
                 _check_speed(delta.speed)
@@ -178,32 +203,33 @@ class KalleTTSService(TTSService):
 
     @traced_tts
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
-        """Stream ``text`` as 80 ms frames while the LM generates it in a worker thread.
+        """Stream ``text`` as frames of ``chunk_ms`` while the LM generates it in a worker thread.
 
         Args:
             text: The text to speak (one sentence, with Pipecat's default aggregation).
             context_id: The audio context the frames belong to.
 
         Yields:
-            ``TTSAudioRawFrame`` per generated chunk at the pipeline rate, or one ``ErrorFrame``.
+            ``TTSAudioRawFrame``s of ``chunk_ms`` at the pipeline rate (the last one: the rest), or one
+            ``ErrorFrame``.
         """
         await self.start_tts_usage_metrics(text)
         stream = ThreadedStream(self._producer(text), name=f"{self.name}-synth")
         self._stream = stream.start()
+        chunker = PcmChunker(max(1, self.sample_rate * self._chunk_ms // 1000))
         flushed = False
         try:
             first = True
-            async for frame in self._stream_audio_frames_from_iterator(
-                self._pcm16(stream), in_sample_rate=self._synth.sample_rate, context_id=context_id
-            ):
-                if first:
-                    await self.stop_ttfb_metrics()
-                    first = False
-                yield frame
+            async for chunk in stream:
+                for audio in chunker.push(await self._resample(to_pcm16(chunk))):
+                    if first:
+                        await self.stop_ttfb_metrics()
+                        first = False
+                    yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
             tail = await self._flush_resampler()
             flushed = True
-            if tail:
-                yield TTSAudioRawFrame(tail, self.sample_rate, 1, context_id=context_id)
+            for audio in chunker.push(tail) + chunker.flush():
+                yield TTSAudioRawFrame(audio, self.sample_rate, 1, context_id=context_id)
         except asyncio.CancelledError:
             # An interruption cancels this task, but not the thread: stop the LM before its next frame and wait
             # for the thread, so the model is free for the next utterance and nothing keeps computing.
@@ -229,10 +255,11 @@ class KalleTTSService(TTSService):
 
         return produce
 
-    @staticmethod
-    async def _pcm16(chunks: AsyncIterator[np.ndarray]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            yield (np.clip(chunk, -1.0, 1.0) * 32767.0).astype(np.int16).tobytes()
+    async def _resample(self, pcm: bytes) -> bytes:
+        """The model's 16 kHz -> the pipeline's rate (the resampler may hold a few ms back until the flush)."""
+        if self.sample_rate == self._synth.sample_rate:
+            return pcm
+        return await self._resampler.resample(pcm, self._synth.sample_rate, self.sample_rate)
 
     async def _flush_resampler(self) -> bytes:
         """The resampler's filter delay holds the last few ms of the utterance: emit them."""
@@ -248,6 +275,26 @@ def _resolve_voice(synth: KalleSynthesizer, voice: VoiceLike) -> Voice:
         if match:
             voice = int(match.group(1))
     return synth.voice(voice)
+
+
+def _pipecat_language(code: str) -> Language | str:
+    """``en_US`` -> ``Language.EN``: the model's language as Pipecat names it (the base language; the
+    sentence splitter and the model care about that, not the region)."""
+    base = normalize_language(code).split("_")[0]
+    try:
+        return Language(base)
+    except ValueError:
+        return base
+
+
+def _speakable_language(language: Any, languages: list[str]) -> bool:
+    """None (no language) or one the model speaks; NOT_GIVEN counts as fine (nothing to change)."""
+    return not is_given(language) or language is None or speaks(str(getattr(language, "value", language)), languages)
+
+
+def _warn_language(language: Any, languages: list[str], kept: Any) -> None:
+    logger.warning(f"KalleTTSService: language {getattr(language, 'value', language)!r} not set: the model speaks "
+                   f"{', '.join(languages)}; keeping {getattr(kept, 'value', kept)!r}")
 
 
 def _check_speed(speed: float | None) -> None:

@@ -6,18 +6,20 @@ Protocol as Home Assistant uses it (wyoming >= 1.7):
 - ``SynthesizeStart``, ``SynthesizeChunk``..., [compatibility ``Synthesize``, ignored], ``SynthesizeStop`` ->
   per sentence ``AudioStart``/``AudioChunk``.../``AudioStop`` as soon as the sentence is complete, then
   ``SynthesizeStopped``. Every stream is 16 kHz 16-bit mono (HA builds its WAV from the first ``AudioStart``).
+- ``text_format: ssml`` (on ``Synthesize`` or ``SynthesizeStart``): the markup is parsed (``ssml``), never spoken;
+  ``<break>`` is silence. An SSML stream is spoken at ``SynthesizeStop``, once its markup is complete.
 
 A request that fails gets an ``Error(text, code)`` and still ends the way the client waits for (``AudioStop`` for
 ``Synthesize``, ``SynthesizeStopped`` for a stream): Home Assistant ignores ``Error`` and would otherwise wait
 forever. The connection stays open. Codes: malformed-event, empty-text, text-too-long, unknown-voice,
-unspeakable-text, busy, synthesis-failed.
+unknown-speaker, unsupported-text-format, malformed-ssml, unspeakable-text, busy, synthesis-failed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, List, Optional, TypeVar
 
 import numpy as np
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
@@ -26,15 +28,18 @@ from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
-from wyoming.tts import Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped
+from wyoming.tts import (
+    Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeTextFormat,
+)
 
 from espnet_kalle.text import TextError
 from espnet_kalle.voice import Voice
 
 from .audio import CHANNELS, WIDTH, PcmChunker, to_pcm16
 from .sentences import SentenceBuffer
+from .ssml import Pause, Piece, SsmlError, parse_ssml
 from .synthesis import ServerBusy, SynthesisPool
-from .voices import UnknownVoice, VoiceBook
+from .voices import UnknownSpeaker, UnknownVoice, VoiceBook
 from .wire import MalformedEvent, read_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,11 +69,25 @@ class RequestError(Exception):
 
 @dataclass
 class _Stream:
-    """State of one SynthesizeStart..SynthesizeStop session; ``voice`` is None when its start failed."""
+    """State of one SynthesizeStart..SynthesizeStop session; ``voice`` is None when its start failed.
+
+    Plain text is spoken sentence by sentence as it arrives; SSML (``markup`` not None) is collected until the stop.
+    """
 
     voice: Optional[Voice]
     sentences: SentenceBuffer
     index: int = 0
+    markup: Optional[str] = None
+
+
+def _is_ssml(text_format: Any) -> bool:
+    """``text_format`` of a request: None or "text" is plain text, "ssml" is SSML; anything else is refused."""
+    if text_format is None or text_format == SynthesizeTextFormat.TEXT:
+        return False
+    if text_format == SynthesizeTextFormat.SSML:
+        return True
+    raise RequestError(f"text_format {text_format!r} is not supported; use 'text' or 'ssml'",
+                       "unsupported-text-format")
 
 
 def _parse(parser: Callable[[Event], T], event: Event) -> T:
@@ -146,7 +165,10 @@ class KalleEventHandler(AsyncEventHandler):
     async def _synthesize(self, request: Synthesize) -> None:
         try:
             voice = self._voice(request.voice)
-            await self._speak(self._check_text(request.text), voice, index=0)
+            if _is_ssml(request.text_format):
+                await self._speak_pieces(self._parse_ssml(request.text), voice)
+            else:
+                await self._speak(self._check_text(request.text), voice, index=0)
         except RequestError as err:
             await self._send_error(err)
         self._audio_open = False
@@ -156,26 +178,52 @@ class KalleEventHandler(AsyncEventHandler):
         if SynthesizeStart.is_type(event.type):
             start = _parse(SynthesizeStart.from_event, event)
             self._stream = _Stream(None, SentenceBuffer(self.settings.max_text_chars))
-            self._stream.voice = self._voice(start.voice)  # on error the stream stays open, silent
+            # On error the stream stays open, silent, until the SynthesizeStopped the client waits for.
+            self._stream.markup = "" if _is_ssml(start.text_format) else None
+            self._stream.voice = self._voice(start.voice)
             return
         if SynthesizeChunk.is_type(event.type):
             if self._stream is None:
                 raise RequestError("synthesize-chunk outside a stream (send synthesize-start first)",
                                    "malformed-event")
             chunk = _parse(SynthesizeChunk.from_event, event)
+            if self._stream.markup is not None:
+                self._add_markup(self._stream, chunk.text)
+                return
             for sentence in self._stream.sentences.add(chunk.text):
-                await self._speak_stream_sentence(sentence)
+                await self._speak_stream_sentence(self._stream, sentence)
             return
         # SynthesizeStop
-        if self._stream is not None:
-            for sentence in self._stream.sentences.finish():
-                await self._speak_stream_sentence(sentence)
-        self._stream = None
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.markup is not None:
+            await self._speak_stream_markup(stream)
+        elif stream is not None:
+            for sentence in stream.sentences.finish():
+                await self._speak_stream_sentence(stream, sentence)
         await self.write_event(SynthesizeStopped().event())
 
-    async def _speak_stream_sentence(self, sentence: str) -> None:
-        stream = self._stream
-        if stream is None or stream.voice is None:
+    def _add_markup(self, stream: _Stream, text: str) -> None:
+        if stream.voice is None:
+            return  # the start failed: its error was sent
+        stream.markup = (stream.markup or "") + text
+        if len(stream.markup) > self.settings.max_text_chars:
+            stream.voice = None  # one error, then silence until the stop
+            raise RequestError(f"SSML stream has more than {self.settings.max_text_chars} characters; this "
+                               "server speaks at most that many per request", "text-too-long")
+
+    async def _speak_stream_markup(self, stream: _Stream) -> None:
+        if stream.voice is None:
+            return
+        try:
+            await self._speak_pieces(self._parse_ssml(stream.markup or ""), stream.voice)
+        except RequestError as err:
+            await self._send_error(err)
+        if self._audio_open:
+            self._audio_open = False
+            await self.write_event(AudioStop().event())
+
+    async def _speak_stream_sentence(self, stream: _Stream, sentence: str) -> None:
+        if stream.voice is None:
             return
         index, stream.index = stream.index, stream.index + 1
         try:
@@ -186,26 +234,45 @@ class KalleEventHandler(AsyncEventHandler):
             self._audio_open = False
             await self.write_event(AudioStop().event())
 
-    async def _speak(self, text: str, voice: Voice, index: int) -> None:
+    async def _speak_pieces(self, pieces: List[Piece], voice: Voice) -> None:
+        """SSML's text and pauses as one audio stream: each pause becomes silence before the text after it."""
+        rate = self.pool.synth.sample_rate
+        index, pause = 0, 0
+        for piece in pieces:
+            if isinstance(piece, Pause):
+                pause += round(piece.seconds * rate)
+                continue
+            await self._speak(piece, voice, index, lead_samples=pause)
+            index, pause = index + len(self.pool.synth.sentences(piece)), 0
+        if pause and self._audio_open:  # a break at the end
+            chunker = PcmChunker(self.settings.samples_per_chunk)
+            await self._send_pcm(chunker.push(to_pcm16(np.zeros(pause))) + chunker.flush())
+
+    async def _speak(self, text: str, voice: Voice, index: int, lead_samples: Optional[int] = None) -> None:
         """Stream one text's audio to the client (AudioStart with the first frame; the caller sends AudioStop).
 
         ``index`` > 0 marks a later sentence of a stream: it gets the seed and the leading pause that a one-shot
-        ``Synthesize`` of the whole text gives it, so streamed and one-shot audio are the same.
+        ``Synthesize`` of the whole text gives it, so streamed and one-shot audio are the same. ``lead_samples``
+        replaces that pause (SSML's ``<break>``).
         """
+        if lead_samples is None:
+            lead_samples = self.pool.synth.hop_length if index > 0 else 0
         try:
             job = self.pool.submit(text, voice, sentence_index=index)
         except ServerBusy as err:
             raise RequestError(str(err), "busy") from err
         rate = self.pool.synth.sample_rate
         chunker = PcmChunker(self.settings.samples_per_chunk)
+        first = True
         async with job:
             try:
                 async for samples in job:
                     if not self._audio_open:
                         await self.write_event(AudioStart(rate=rate, width=WIDTH, channels=CHANNELS).event())
                         self._audio_open = True
-                        if index > 0:
-                            await self._send_pcm(chunker.push(to_pcm16(np.zeros(self.pool.synth.hop_length))))
+                    if first and lead_samples:
+                        await self._send_pcm(chunker.push(to_pcm16(np.zeros(lead_samples))))
+                    first = False
                     await self._send_pcm(chunker.push(to_pcm16(samples)))
             except TextError as err:
                 raise RequestError(str(err), "unspeakable-text") from err
@@ -220,12 +287,27 @@ class KalleEventHandler(AsyncEventHandler):
     def _voice(self, requested: Any) -> Voice:
         try:
             return self.book.resolve(requested)
+        except UnknownSpeaker as err:
+            raise RequestError(str(err), "unknown-speaker") from err
         except UnknownVoice as err:
             raise RequestError(str(err), "unknown-voice") from err
+
+    def _parse_ssml(self, markup: str) -> List[Piece]:
+        self._check_length(markup)
+        try:
+            pieces = parse_ssml(markup)
+        except SsmlError as err:
+            raise RequestError(str(err), "malformed-ssml") from err
+        if not any(isinstance(piece, str) for piece in pieces):
+            raise RequestError("empty text: the SSML has nothing to say", "empty-text")
+        return pieces
 
     def _check_text(self, text: str) -> str:
         if not text.strip():
             raise RequestError("empty text: nothing to say", "empty-text")
+        return self._check_length(text)
+
+    def _check_length(self, text: str) -> str:
         if len(text) > self.settings.max_text_chars:
             raise RequestError(f"text has {len(text)} characters; this server speaks at most "
                                f"{self.settings.max_text_chars} per request", "text-too-long")

@@ -1,7 +1,8 @@
 """The voices this server offers, and the Info that Describe answers (what Home Assistant lists).
 
-Voices are the model's presets plus saved cloned/adapted voices (``*.voice.pt``) from ``--voices-dir``. Clients
-select them by name only: a name from the network is never turned into a file path.
+Voices are the model's presets plus, from ``--voices-dir``, saved cloned/adapted voices (``*.voice.pt``) and
+reference recordings (``NAME/ref.wav`` + ``NAME/ref.txt``, its transcript), cloned once at start. Clients select
+voices by name only: a name from the network is never turned into a file path.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional
 
-import yaml
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.tts import SynthesizeVoice
 
-from espnet_kalle.pretrained import resolve_model_dir
+from espnet_kalle.languages import model_languages, speaks
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.voice import Voice, load_voice_dir
 
@@ -24,7 +24,7 @@ from . import __version__
 _LOGGER = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="KALL-E (espnet-kalle)", url="https://arxiv.org/abs/2412.16846")
-DEFAULT_LANGUAGES = ["en_US"]
+REFERENCE_AUDIO, REFERENCE_TEXT = "ref.wav", "ref.txt"
 
 
 class UnknownVoice(KeyError):
@@ -32,6 +32,10 @@ class UnknownVoice(KeyError):
 
     def __str__(self) -> str:  # KeyError would print the message with quotes
         return str(self.args[0])
+
+
+class UnknownSpeaker(UnknownVoice):
+    """A request named a speaker: no voice here has speakers (Info lists none), each voice is one speaker."""
 
 
 @dataclass
@@ -43,45 +47,33 @@ class VoiceBook:
     languages: List[str]
 
     def resolve(self, requested: Optional[SynthesizeVoice]) -> Voice:
-        """The voice a Synthesize asks for; UnknownVoice for names or languages we do not have."""
+        """The voice a Synthesize asks for; UnknownVoice for names, languages or speakers we do not have."""
         if requested is None or (requested.name is None and requested.language is None):
             return self.voices[self.default]
         if requested.name is not None:
             if requested.name not in self.voices:
                 raise UnknownVoice(f"unknown voice {requested.name!r}; voices: {', '.join(sorted(self.voices))}")
+            if requested.speaker:  # Home Assistant sends one only for voices whose Info lists speakers
+                raise UnknownSpeaker(f"voice {requested.name!r} has no speaker {requested.speaker!r}: voices of "
+                                     "this server have no speakers (each is one voice); leave the speaker empty")
             return self.voices[requested.name]
-        if _language_matches(requested.language, self.languages):
+        if speaks(requested.language, self.languages):
             return self.voices[self.default]
         raise UnknownVoice(f"language {requested.language!r} is not supported; languages: "
                            f"{', '.join(self.languages)}")
 
 
-def _language_matches(language: Optional[str], languages: List[str]) -> bool:
-    """'en', 'en-US' and 'en_US' all match en_US."""
-    wanted = (language or "").replace("-", "_").lower()
-    return any(wanted in (code.lower(), code.lower().split("_")[0]) for code in languages)
-
-
-def model_languages(model: Union[str, Path]) -> List[str]:
-    """Languages from the model dir's ``model.yaml`` (``languages: [..]`` or ``language: ..``), else en_US."""
-    try:
-        meta = yaml.safe_load((resolve_model_dir(model) / "model.yaml").read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return list(DEFAULT_LANGUAGES)
-    languages = meta.get("languages") or meta.get("language") or DEFAULT_LANGUAGES
-    return [languages] if isinstance(languages, str) else [str(code) for code in languages]
-
-
-def load_voice_book(synth: KalleSynthesizer, voices_dir: Optional[Path] = None, default: Optional[str] = None,
-                    languages: Optional[List[str]] = None) -> VoiceBook:
-    """Presets first; a saved voice whose name clashes with a preset is skipped (names must stay unambiguous)."""
+def load_voice_book(synth: KalleSynthesizer, voices_dir: Optional[Path] = None,
+                    default: Optional[str] = None) -> VoiceBook:
+    """Presets first, then the voices of ``voices_dir``; a voice whose name is taken is skipped with a warning
+    (names must stay unambiguous). A recording that cannot be cloned stops the start, with its reason."""
     voices: Dict[str, Voice] = dict(synth.voices)
     if voices_dir is not None:
         if not voices_dir.is_dir():
             raise FileNotFoundError(f"--voices-dir {voices_dir} is not a directory")
-        for voice in load_voice_dir(voices_dir):
+        for voice in [*load_voice_dir(voices_dir), *clone_reference_voices(synth, voices_dir)]:
             if voice.name in voices:
-                _LOGGER.warning("skipping saved voice %r from %s: the name is taken", voice.name, voices_dir)
+                _LOGGER.warning("skipping voice %r from %s: the name is taken", voice.name, voices_dir)
                 continue
             voices[voice.name] = voice
     if not voices:  # a model without presets (no speaker encoder) still speaks with seed 0
@@ -89,7 +81,26 @@ def load_voice_book(synth: KalleSynthesizer, voices_dir: Optional[Path] = None, 
     default = default or synth.default_voice or next(iter(voices))
     if default not in voices:
         raise UnknownVoice(f"--voice {default!r} is not available; voices: {', '.join(sorted(voices))}")
-    return VoiceBook(voices, default, list(languages or DEFAULT_LANGUAGES))
+    return VoiceBook(voices, default, model_languages(synth.meta))
+
+
+def clone_reference_voices(synth: KalleSynthesizer, voices_dir: Path) -> List[Voice]:
+    """A voice per ``NAME/ref.wav`` + ``NAME/ref.txt`` (its transcript) under ``voices_dir``, cloned with the
+    library's ``clone``: the layout wyoming-piper's cloning backend reads. Folders without ``ref.wav`` are skipped."""
+    voices = []
+    for folder in sorted(p for p in voices_dir.iterdir() if p.is_dir()):
+        audio, text = folder / REFERENCE_AUDIO, folder / REFERENCE_TEXT
+        if not audio.is_file():
+            continue
+        if not text.is_file():
+            raise FileNotFoundError(f"{folder} has {REFERENCE_AUDIO} but no {REFERENCE_TEXT} (its transcript)")
+        try:
+            voice = synth.clone(audio, text.read_text(encoding="utf-8").strip(), name=folder.name)
+        except (OSError, ValueError) as err:  # AudioError, a prompt too short/long, a wrong transcript
+            raise ValueError(f"cannot clone voice {folder.name!r} from {audio}: {err}") from err
+        _LOGGER.info("Cloned voice %r from %s", voice.name, audio)
+        voices.append(voice)
+    return voices
 
 
 def describe_voice(voice: Voice) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pipecat.frames.frames import (  # noqa: E402
 from pipecat.metrics.metrics import TTFBMetricsData, TTSUsageMetricsData  # noqa: E402
 from pipecat.pipeline.worker import PipelineParams  # noqa: E402
 from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
+from pipecat.transcriptions.language import Language  # noqa: E402
 from pipecat.utils.errors import ErrorCategory  # noqa: E402
 
 from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
@@ -45,6 +47,14 @@ def error_logs():
     """Every ERROR pipecat (loguru) logs during the test."""
     records: list[str] = []
     sink = logger.add(lambda message: records.append(str(message)), level="ERROR")
+    yield records
+    logger.remove(sink)
+
+
+@pytest.fixture
+def warning_logs():
+    records: list[str] = []
+    sink = logger.add(lambda message: records.append(str(message)), level="WARNING")
     yield records
     logger.remove(sink)
 
@@ -89,7 +99,7 @@ def pcm(frames) -> np.ndarray:
 
 
 def int16(wav: np.ndarray) -> np.ndarray:
-    return (np.clip(wav, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return (np.clip(wav, -1.0, 1.0) * 32767.0).round().astype(np.int16)
 
 
 def streamed(synth, text: str, **options) -> np.ndarray:
@@ -136,15 +146,58 @@ def test_streams_80ms_frames_matching_synthesize_with_metrics(synth, error_logs)
     assert not synth_threads()
 
 
-def test_resamples_to_the_pipeline_rate(synth, error_logs):
+def test_resamples_to_the_pipeline_rate_in_steady_80ms_frames(synth, error_logs):
     tts = KalleTTSService(model=synth, voice="low-1")  # sample_rate None: PipelineParams' 24 kHz
+    down, _ = run(tts, [TTSSpeakFrame(text=TEXT), TTSSpeakFrame(text="how are you today?")])
+
+    for audio in utterances(down):
+        assert {f.sample_rate for f in audio} == {24000}
+        sizes = [len(f.audio) for f in audio]
+        assert len(sizes) > 2 and set(sizes[:-1]) == {2 * 1920}, sizes  # 80 ms at 24 kHz, then the rest
+        assert 0 < sizes[-1] <= 2 * 1920
+    reference = streamed(synth, TEXT, voice="low-1", seed=0)
+    assert abs(pcm(utterances(down)[0]).size - 1.5 * reference.size) <= 2
+    assert not error_logs
+
+
+def test_frames_of_the_configured_chunk(synth):
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000, chunk_ms=30)
     down, _ = run(tts, [TTSSpeakFrame(text=TEXT)])
 
     [audio] = utterances(down)
-    assert {f.sample_rate for f in audio} == {24000}
-    reference = streamed(synth, TEXT, voice="low-1", seed=0)
-    assert abs(pcm(audio).size - 1.5 * reference.size) <= 2
-    assert not error_logs
+    sizes = [len(f.audio) for f in audio]
+    assert set(sizes[:-1]) == {2 * 480} and 0 < sizes[-1] <= 2 * 480, sizes
+    np.testing.assert_array_equal(pcm(audio), int16(streamed(synth, TEXT, voice="low-1", seed=0)))
+    with pytest.raises(ValueError, match="chunk_ms"):
+        KalleTTSService(model=synth, chunk_ms=0)
+
+
+def test_language_the_model_cannot_speak_is_refused_with_a_warning(synth, warning_logs, error_logs):
+    tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000,
+                          settings=KalleTTSService.Settings(language=Language.FR))
+    assert tts._settings.language == Language.EN and tts.languages == ["en_US"]  # no lang in model.yaml: English
+    assert any("'fr'" in w and "en_US" in w for w in warning_logs), warning_logs
+    run(tts, [TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(language=Language.ES)), TTSSpeakFrame(text=TEXT)])
+    assert tts._settings.language == Language.EN
+    assert any("'es'" in w for w in warning_logs), warning_logs
+
+    english = KalleTTSService(model=synth, voice="low-1", sample_rate=16000)  # one service per pipeline run
+    update = TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(language="en-GB"))
+    run(english, [update, TTSSpeakFrame(text=TEXT)])
+    assert english._settings.language == Language.EN_GB  # English: the model's language, another accent
+    assert not error_logs and len(warning_logs) == 2
+
+
+def test_language_comes_from_the_model(tiny_model_dir, tmp_path, warning_logs):
+    """A model dir whose model.yaml says ``lang: de`` is German to Pipecat; English is refused."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    with open(model / "model.yaml", "a", encoding="utf-8") as meta:
+        meta.write("lang: de\n")
+    tts = KalleTTSService(model=model, sample_rate=16000)
+    assert tts.languages == ["de"] and tts._settings.language == Language.DE
+    run(tts, [TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(language=Language.EN)), TTSSpeakFrame(text=TEXT)])
+    assert tts._settings.language == Language.DE and any("'en'" in w for w in warning_logs), warning_logs
 
 
 def test_two_utterances_back_to_back_with_a_runtime_voice_and_speed_change(synth, error_logs):
@@ -214,3 +267,33 @@ def test_unspeakable_sentences_are_skipped_not_failed(synth, error_logs):
     [audio] = utterances(down)  # the snowmen alone start no utterance; beside a sentence they are dropped
     np.testing.assert_array_equal(pcm(audio), int16(streamed(synth, TEXT, voice="low-1")))
     assert not up and not error_logs
+
+
+def test_runner_example_bot_speaks_with_kalle(tiny_model_dir, monkeypatch, error_logs):
+    """examples/voice_agent.py follows Pipecat's runner convention (``bot(runner_args)``, transport factories
+    under the keys ``create_transport`` reads) and its KALL-E service speaks in a pipeline as configured."""
+    import importlib.util
+    import inspect
+    from pathlib import Path
+
+    from pipecat.transports.base_transport import TransportParams
+
+    path = Path(__file__).resolve().parents[2] / "integrations" / "pipecat_kalle" / "examples" / "voice_agent.py"
+    spec = importlib.util.spec_from_file_location("kalle_voice_agent", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    assert inspect.iscoroutinefunction(example.bot) and list(inspect.signature(example.bot).parameters) == [
+        "runner_args"]
+    assert {"daily", "twilio", "webrtc"} <= set(example.transport_params)
+    webrtc = example.transport_params["webrtc"]()
+    assert isinstance(webrtc, TransportParams) and webrtc.audio_in_enabled and webrtc.audio_out_enabled
+
+    monkeypatch.setenv("KALLE_MODEL", str(tiny_model_dir))
+    monkeypatch.setenv("KALLE_VOICE", "high-1")
+    monkeypatch.setenv("KALLE_SPEED", "1.25")
+    tts = example.create_tts()
+    assert tts.voice.name == "high-1" and tts._settings.speed == 1.25
+    down, _ = run(tts, [TTSSpeakFrame(text=TEXT)])
+    [audio] = utterances(down)
+    assert audio and {f.sample_rate for f in audio} == {24000} and not error_logs

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -30,7 +32,8 @@ from wyoming.event import Event, async_read_event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 from wyoming.server import AsyncTcpServer  # noqa: E402
 from wyoming.tts import (  # noqa: E402
-    Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeVoice,
+    Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeTextFormat,
+    SynthesizeVoice,
 )
 
 from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
@@ -41,6 +44,9 @@ from wyoming_kalle.voices import build_info, load_voice_book  # noqa: E402
 
 TIMEOUT = 30.0
 TEXT = "Hello there. How are you?"
+DATA = Path(__file__).resolve().parents[1] / "data"
+PROMPT_WAV = DATA / "prompt_70_3s.wav"  # three seconds of a real recording and its transcript
+PROMPT_TEXT = "one division of la force is called the court of saint bernard."
 LONG_TEXT = " ".join(["One two."] * 150)  # ~2500 frames: long enough to disconnect in the middle
 
 
@@ -87,11 +93,23 @@ def synth(tiny_model_dir) -> KalleSynthesizer:
 
 @pytest.fixture(scope="module")
 def voices_dir(synth, tmp_path_factory) -> Path:
-    """A saved cloned voice, as ``synth.clone(...).save(...)`` would leave it."""
+    """A voices dir as Home Assistant users fill it: a saved cloned voice, as ``synth.clone(...).save(...)`` would
+    leave it, and a recording with its transcript (``grandma/ref.wav`` + ``ref.txt``) to clone at start."""
     directory = tmp_path_factory.mktemp("saved_voices")
     speaker = synth.voice(7).speaker
     Voice("my-clone", speaker=speaker, description="cloned from me.wav").save(directory / "my-clone.voice.pt")
+    add_reference_voice(directory, "grandma")
+    (directory / "notes").mkdir()  # a folder without ref.wav is not a voice
     return directory
+
+
+def add_reference_voice(directory: Path, name: str, text: Optional[str] = PROMPT_TEXT) -> Path:
+    folder = directory / name
+    folder.mkdir()
+    shutil.copy(PROMPT_WAV, folder / "ref.wav")
+    if text is not None:
+        (folder / "ref.txt").write_text(text + "\n", encoding="utf-8")
+    return folder
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +147,9 @@ def streamed(synth, text: str, **options) -> np.ndarray:
     return np.concatenate(list(synth.stream(text, **options)))
 
 
-async def synthesize(port: int, text: str, voice: Optional[str] = None) -> List[Event]:
+async def synthesize(port: int, text: str, voice: Optional[str] = None, **fields) -> List[Event]:
     async with AsyncTcpClient("127.0.0.1", port) as client:
-        await client.write_event(Synthesize(text, voice=SynthesizeVoice(voice) if voice else None).event())
+        await client.write_event(Synthesize(text, voice=SynthesizeVoice(voice) if voice else None, **fields).event())
         return await read_until(client, {AudioStop().event().type})
 
 
@@ -152,11 +170,110 @@ def test_describe_lists_presets_and_saved_voices(server):
     program = info.tts[0]
     assert program.installed and program.supports_synthesize_streaming
     assert program.name and program.version and program.attribution.name and program.attribution.url
-    assert {v.name for v in program.voices} == {"high-1", "low-1", "mid-1", "my-clone"}
+    assert {v.name for v in program.voices} == {"grandma", "high-1", "low-1", "mid-1", "my-clone"}
     for voice in program.voices:  # what Home Assistant reads: installed voices, their languages, a label
         assert voice.installed and voice.languages == ["en_US"]
         assert voice.description and voice.attribution.name and voice.version
+        assert not voice.speakers  # none: a request naming a speaker is refused (test_speaker_is_refused)
     assert next(v for v in program.voices if v.name == "my-clone").description == "my-clone (cloned)"
+    assert next(v for v in program.voices if v.name == "grandma").description == "grandma (cloned)"
+
+
+def test_reference_recordings_are_cloned_at_start(server, synth):
+    """``grandma/ref.wav`` + ``ref.txt`` speaks as the library's clone of that recording and transcript."""
+    events = asyncio.run(synthesize(server.port, TEXT, "grandma"))
+    clone = synth.clone(PROMPT_WAV, PROMPT_TEXT, name="grandma")
+    assert np.array_equal(samples_of(events), pcm(streamed(synth, TEXT, voice=clone, seed=0)))
+    assert not np.array_equal(samples_of(events), pcm(streamed(synth, TEXT, voice="mid-1", seed=0)))
+
+
+def test_reference_folders_that_cannot_be_cloned_stop_the_start(synth, tmp_path):
+    add_reference_voice(tmp_path, "no-transcript", text=None)
+    with pytest.raises(FileNotFoundError, match="no-transcript.*no ref.txt"):
+        load_voice_book(synth, tmp_path)
+    shutil.rmtree(tmp_path / "no-transcript")
+    add_reference_voice(tmp_path, "wrong-transcript", text="hi")  # 2 tokens for 3 s of speech
+    with pytest.raises(ValueError, match="cannot clone voice 'wrong-transcript'.*transcript of this recording"):
+        load_voice_book(synth, tmp_path)
+
+
+def test_speaker_is_refused(server):
+    async def run():
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            await client.write_event(Synthesize(TEXT, voice=SynthesizeVoice("low-1", speaker="0")).event())
+            one_shot = await read_until(client, {AudioStop().event().type})
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice("low-1", speaker="x")).event())
+            await client.write_event(SynthesizeChunk("Hello there.").event())
+            await client.write_event(SynthesizeStop().event())
+            stream = await read_until(client, {SynthesizeStopped().event().type})
+        return one_shot, stream
+
+    one_shot, stream = asyncio.run(run())
+    for events in (one_shot, stream):
+        assert len(events) == 2 and error_code(events[0]) == "unknown-speaker", events
+        assert "no speaker" in Error.from_event(events[0]).text
+
+
+# ---------------------------------------------------------------------------------------------- SSML
+SSML = ('<speak version="1.1" xmlns="http://www.w3.org/2001/10/synthesis">Hello <emphasis>there</emphasis>.'
+        '<break time="500ms"/><prosody rate="slow">How are <sub alias="you">u</sub>?</prosody></speak>')
+
+
+def ssml_audio(synth) -> np.ndarray:
+    """What SSML should sound like: the words alone, in two pieces around half a second of silence (the second
+    piece with the seed of sentence 2, as in a one-shot request of both sentences)."""
+    first = pcm(streamed(synth, "Hello there.", voice="low-1", seed=0))
+    second = pcm(streamed(synth, "How are you?", voice="low-1", seed=1))
+    return np.concatenate([first, np.zeros(8000, dtype="<i2"), second])
+
+
+def test_ssml_tags_are_not_spoken_and_breaks_are_silence(server, synth):
+    events = asyncio.run(synthesize(server.port, SSML, "low-1", text_format=SynthesizeTextFormat.SSML))
+    assert not any(Error.is_type(e.type) for e in events), events
+    expected = ssml_audio(synth)
+    audio = samples_of(events)
+    assert audio.shape == expected.shape
+    assert np.array_equal(audio, expected)
+    # The same markup as plain text would be a different utterance: the tags would be read out.
+    as_text = samples_of(asyncio.run(synthesize(server.port, SSML, "low-1")))
+    assert as_text.shape != expected.shape
+
+
+def test_ssml_stream_is_spoken_once_complete(server, synth):
+    pieces = [SSML[:40], SSML[40:93], SSML[93:]]  # cut inside tags
+
+    async def run():
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            await client.write_event(SynthesizeStart(voice=SynthesizeVoice("low-1"), text_format="ssml").event())
+            for piece in pieces:
+                await client.write_event(SynthesizeChunk(piece).event())
+            await client.write_event(Synthesize(SSML, voice=SynthesizeVoice("low-1"), text_format="ssml").event())
+            await client.write_event(SynthesizeStop().event())
+            return await read_until(client, {SynthesizeStopped().event().type})
+
+    events = asyncio.run(run())
+    assert not any(Error.is_type(e.type) for e in events), events
+    assert sum(AudioStart.is_type(e.type) for e in events) == 1 and sum(AudioStop.is_type(e.type) for e in events) == 1
+    assert np.array_equal(samples_of(events), ssml_audio(synth))  # as the one-shot request: nothing else spoken
+
+
+def test_bad_ssml_and_unknown_formats_get_errors(server):
+    async def run():
+        codes = []
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            for text, text_format in [("<speak>Hello <break time='soon'/></speak>", "ssml"),
+                                      ("<speak>Hello", "ssml"),
+                                      ('<!DOCTYPE speak [<!ENTITY a "aaaa">]><speak>&a;</speak>', "ssml"),
+                                      ("<speak><break time='1s'/></speak>", "ssml"),
+                                      ("**Hello**", "markdown")]:
+                await client.write_event(Synthesize(text, text_format=text_format).event())
+                events = await read_until(client, {AudioStop().event().type})
+                assert len(events) == 2, events
+                codes.append(error_code(events[0]))
+        return codes
+
+    assert asyncio.run(run()) == ["malformed-ssml", "malformed-ssml", "malformed-ssml", "empty-text",
+                                  "unsupported-text-format"]
 
 
 def test_synthesize_streams_the_library_audio(server, synth):
@@ -331,38 +448,102 @@ def test_full_queue_gets_a_busy_error(synth):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_cli_serves_describe_and_chunks(tiny_model_dir, voices_dir):
+def start_cli(*options: str) -> "tuple[subprocess.Popen, int]":
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTEGRATIONS), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "wyoming_kalle", "--uri", f"tcp://127.0.0.1:{port}", "--model",
-               str(tiny_model_dir), "--voices-dir", str(voices_dir), "--voice", "my-clone", "--no-streaming",
-               "--samples-per-chunk", "1000"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "wyoming_kalle", "--uri", f"tcp://127.0.0.1:{port}", *options]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), port
+
+
+async def connect(process: subprocess.Popen, port: int) -> AsyncTcpClient:
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client = AsyncTcpClient("127.0.0.1", port)
+            await client.connect()
+            return client
+        except OSError:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, "server did not start"
+            await asyncio.sleep(0.2)
+
+
+def test_cli_serves_int8_quietly_and_stops_on_sigterm(tiny_model_dir, voices_dir):
+    """The real entry point: --device/--int8 reach the model, start-up logs only the server's own lines, and
+    SIGTERM (docker stop) in the middle of a synthesis ends it like Ctrl-C: quickly, status 0, no traceback."""
+    process, port = start_cli("--model", str(tiny_model_dir), "--voices-dir", str(voices_dir), "--voice",
+                              "my-clone", "--no-streaming", "--samples-per-chunk", "1000", "--device", "cpu",
+                              "--int8")
     try:
         async def run():
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    client = AsyncTcpClient("127.0.0.1", port)
-                    await client.connect()
-                    break
-                except OSError:
-                    assert process.poll() is None, process.stdout.read().decode()
-                    assert time.monotonic() < deadline, "server did not start"
-                    await asyncio.sleep(0.2)
+            client = await connect(process, port)
             try:
                 await client.write_event(Describe().event())
                 info = Info.from_event(await read(client))
                 await client.write_event(Synthesize("Hi.").event())
-                return info, await read_until(client, {AudioStop().event().type})
+                events = await read_until(client, {AudioStop().event().type})
+                await client.write_event(Synthesize(LONG_TEXT).event())
+                assert AudioStart.is_type((await read(client)).type)
+                process.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                while process.poll() is None and time.monotonic() - started < TIMEOUT:
+                    await asyncio.sleep(0.05)
+                return info, events, time.monotonic() - started
             finally:
                 await client.disconnect()
 
-        info, events = asyncio.run(run())
-        assert not info.tts[0].supports_synthesize_streaming
-        assert "my-clone" in {v.name for v in info.tts[0].voices}
-        sizes = [len(e.payload) for e in events if AudioChunk.is_type(e.type)]
-        assert sizes and all(size == 2000 for size in sizes[:-1]) and 0 < sizes[-1] <= 2000
+        info, events, stop_seconds = asyncio.run(run())
+        output = process.stdout.read()
     finally:
-        process.terminate()
+        if process.poll() is None:
+            process.kill()
         process.wait(TIMEOUT)
+
+    assert not info.tts[0].supports_synthesize_streaming
+    assert {"my-clone", "grandma"} <= {v.name for v in info.tts[0].voices}
+    sizes = [len(e.payload) for e in events if AudioChunk.is_type(e.type)]
+    assert sizes and all(size == 2000 for size in sizes[:-1]) and 0 < sizes[-1] <= 2000
+    # --int8 reached the model: the audio is the int8 synthesizer's, which is not the float one's.
+    voice = Voice.load(voices_dir / "my-clone.voice.pt")
+    int8 = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=True)
+    float32 = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=False)
+    assert np.array_equal(samples_of(events), pcm(streamed(int8, "Hi.", voice=voice, seed=0)))
+    assert not np.array_equal(samples_of(events), pcm(streamed(float32, "Hi.", voice=voice, seed=0)))
+    # SIGTERM: the running synthesis was cancelled (the long text would take far longer) and the exit was clean.
+    assert process.returncode == 0, output
+    assert stop_seconds < 10, (stop_seconds, output)
+    assert "Traceback" not in output and "Server stopped" in output, output
+    # Quiet start: the server's own INFO lines, none of onnxruntime's quantizer (it logs to the root logger).
+    lines = output.strip().splitlines()
+    assert "INFO:wyoming_kalle:Ready" in lines, output
+    assert all(line.startswith(("INFO:wyoming_kalle:", "INFO:wyoming_kalle.")) for line in lines), output
+
+
+def test_cli_refuses_devices_it_cannot_use(tiny_model_dir):
+    import torch
+
+    cases = [(["--device", "toaster"], "--device toaster"), (["--device", "meta", "--int8"], "--int8 is for")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "no CUDA device"))
+    for options, message in cases:
+        process, _ = start_cli("--model", str(tiny_model_dir), *options)
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 2 and message in output, (options, output)
+        assert "Traceback" not in output
+
+
+def test_cli_sigterm_while_loading_exits_like_ctrl_c(tiny_model_dir):
+    """docker stop during the model load: status 0 and no traceback, as Ctrl-C (not killed by the signal)."""
+    process, _ = start_cli("--model", str(tiny_model_dir), "--int8")
+    try:
+        seen = []
+        for line in process.stdout:  # the first line is logged once the handler is installed, before loading
+            seen.append(line)
+            if "Loading model" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        output = "".join(seen) + process.communicate(timeout=60)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "Traceback" not in output, (process.returncode, output)

@@ -46,7 +46,8 @@ class WavWriter(FrameProcessor):
 
     def _write(self, frame: TTSAudioRawFrame) -> None:
         if frame.sample_rate != self._sample_rate or frame.num_channels != 1:
-            raise ValueError(f"expected mono {self._sample_rate} Hz, got {frame.num_channels} ch {frame.sample_rate} Hz")
+            raise ValueError(f"expected mono {self._sample_rate} Hz, "
+                             f"got {frame.num_channels} ch {frame.sample_rate} Hz")
         if self._wav is None:
             self._wav = wave.open(str(self._path), "wb")
             self._wav.setnchannels(1)
