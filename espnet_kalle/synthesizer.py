@@ -24,12 +24,13 @@ import yaml
 
 from espnet_kalle.audio import load_audio
 from espnet_kalle.codec.onnx_decoder import OnnxDecoder, can_export_decoder
+from espnet_kalle.languages import model_lang
 from espnet_kalle.lm.generate import iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.lm.ttt import test_time_train
-from espnet_kalle.pretrained import model_lang, resolve_model_dir
+from espnet_kalle.pretrained import resolve_model_dir
 from espnet_kalle.run_ahead import run_ahead, usable_cores
 from espnet_kalle.text import TextError, Tokenizer, build_tokenizer, split_sentences
 from espnet_kalle.voice import Voice, load_voice_dir

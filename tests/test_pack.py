@@ -52,7 +52,7 @@ def test_lang_is_recorded_validated_and_read_back(tiny_model_dir, tmp_path):
     (old / "model.yaml").write_text(yaml.safe_dump(meta))
     with pytest.raises(ValueError, match="'en US'"):
         KalleSynthesizer.from_pretrained(old)
-    from espnet_kalle.pretrained import check_lang
+    from espnet_kalle.languages import check_lang
 
     for good in ("en", "yue", "en_US", "pt-BR", "zh-Hans-CN"):
         assert check_lang(good) == good

@@ -7,28 +7,11 @@ Nothing is ever downloaded.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Any, Dict, Mapping, Union
+from typing import Dict, Union
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REGISTRY: Dict[str, Path] = {"mini-en": PACKAGE_DIR / "mini-en"}
-# The language of a model dir without a ``lang`` in model.yaml: every model packed before the field was English.
-DEFAULT_LANG = "en"
-# A language code: ISO 639 (en, yue) with optional region/script subtags, "-" (BCP 47) or "_" (POSIX) separated.
-_LANG_CODE = re.compile(r"[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*")
-
-
-def check_lang(lang: Any) -> str:
-    """``lang`` if it is a language code such as ``en``, ``en_US`` or ``pt-BR``, else a ValueError."""
-    if not isinstance(lang, str) or not _LANG_CODE.fullmatch(lang):
-        raise ValueError(f"lang must be a language code such as 'en', 'en_US' or 'pt-BR', not {lang!r}")
-    return lang
-
-
-def model_lang(meta: Mapping[str, Any]) -> str:
-    """The language a model dir's model.yaml records (``lang``), validated; DEFAULT_LANG when it records none."""
-    return check_lang(meta.get("lang", DEFAULT_LANG))
 
 
 def resolve_model_dir(name_or_path: Union[str, Path]) -> Path:

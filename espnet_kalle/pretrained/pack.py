@@ -20,7 +20,7 @@ import torch
 import yaml
 
 from espnet_kalle.checkpoint import load_state_dict, save_atomic
-from espnet_kalle.pretrained import DEFAULT_LANG, check_lang
+from espnet_kalle.languages import DEFAULT_LANG, check_lang
 from espnet_kalle.pretrained.presets import CANDIDATES_PER_VOICE, write_presets
 from espnet_kalle.tts.load import read_train_config
 

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import yaml
 
 from espnet_kalle.kaldi_io import read_kaldi_map
-from espnet_kalle.pretrained import model_lang
+from espnet_kalle.languages import model_lang
 
 CARD = "README.md"
 ESPNET_URL = "https://github.com/espnet/espnet"  # the toolkit the recipe plugs into

@@ -175,8 +175,8 @@ def test_frames_of_the_configured_chunk(synth):
 def test_language_the_model_cannot_speak_is_refused_with_a_warning(synth, warning_logs, error_logs):
     tts = KalleTTSService(model=synth, voice="low-1", sample_rate=16000,
                           settings=KalleTTSService.Settings(language=Language.FR))
-    assert tts._settings.language == Language.EN and tts.languages == ["en_US"]  # no lang in model.yaml: English
-    assert any("'fr'" in w and "en_US" in w for w in warning_logs), warning_logs
+    assert tts._settings.language == Language.EN and tts.languages == ["en"]  # model.yaml: lang: en (pack's default)
+    assert any("'fr'" in w and "speaks en" in w for w in warning_logs), warning_logs
     run(tts, [TTSUpdateSettingsFrame(delta=KalleTTSService.Settings(language=Language.ES)), TTSSpeakFrame(text=TEXT)])
     assert tts._settings.language == Language.EN
     assert any("'es'" in w for w in warning_logs), warning_logs
