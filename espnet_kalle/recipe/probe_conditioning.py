@@ -18,7 +18,6 @@ distributions are scored by KL(q || p) per frame, averaged over frames and utter
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -29,6 +28,7 @@ from espnet_kalle.audio import load_audio
 from espnet_kalle.kaldi_io import read_kaldi_map
 from espnet_kalle.lm.next_distribution import next_distribution_loss
 from espnet_kalle.lm.quantize import quantize_lm
+from espnet_kalle.recipe.probe_io import emit, missing_data_file
 
 
 def _kl_per_frame(lm, ids: torch.Tensor, z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor,
@@ -105,14 +105,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
-    for name in ("text", "wav.scp"):
-        if not (args.data_dir / name).is_file():
-            raise SystemExit(f"{args.data_dir / name}: not found")
+    missing = missing_data_file(args.data_dir)
+    if missing is not None:
+        raise SystemExit(f"{missing}: not found")
     result = probe(args.model_dir, args.data_dir, args.num_utts, args.seed)
-    print(markdown(result))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    emit(markdown(result), result, args.out)
     return 0
 
 

@@ -20,7 +20,6 @@ row conditions on the same voice), or a preset / seed; a model without a speaker
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +31,7 @@ import yaml
 
 from espnet_kalle.audio import load_audio
 from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.recipe.probe_io import emit, missing_data_file
 from espnet_kalle.scoring.asr_wer import ASR, WordErrors, make_asr, sum_errors, word_errors
 from espnet_kalle.voice import Voice
 
@@ -156,10 +156,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--whisper", default=None, help="local Whisper weights instead of pocketsphinx")
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")
     args = parser.parse_args(argv)
-    for name in ("text", "wav.scp"):
-        if not (args.data_dir / name).is_file():
-            print(f"probe_freerun: {args.data_dir / name}: not found", file=sys.stderr)
-            return 2
+    missing = missing_data_file(args.data_dir)
+    if missing is not None:
+        print(f"probe_freerun: {missing}: not found", file=sys.stderr)
+        return 2
     try:
         synth = load_for_probe(args.model_dir, args.lm_config, args.lm_model, args.codec_config, args.codec_model,
                                int8=not args.no_int8)
@@ -168,10 +168,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, FileNotFoundError, KeyError) as exc:
         print(f"probe_freerun: {exc}", file=sys.stderr)
         return 2
-    print(markdown(result, asr.name))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    emit(markdown(result, asr.name), result, args.out)
     return 0
 
 

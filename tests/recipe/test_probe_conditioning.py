@@ -2,31 +2,14 @@
 
 import json
 import math
-from pathlib import Path
 
 import pytest
-import soundfile as sf
 
 from espnet_kalle.recipe.probe_conditioning import main, markdown
 
-PROMPT = Path(__file__).resolve().parents[1] / "data" / "prompt_70_3s.wav"
 
-
-@pytest.fixture
-def data_dir(tmp_path):
-    wav, rate = sf.read(PROMPT, dtype="float32")
-    half = wav.size // 2
-    root = tmp_path / "dev"
-    root.mkdir()
-    for utt, piece in (("a-1", wav[:half]), ("b-1", wav[half:])):
-        sf.write(root / f"{utt}.wav", piece, rate)
-    (root / "wav.scp").write_text(f"a-1 {root / 'a-1.wav'}\nb-1 {root / 'b-1.wav'}\n", encoding="utf-8")
-    (root / "text").write_text("a-1 one division of la force.\nb-1 is called the court.\n", encoding="utf-8")
-    (root / "utt2spk").write_text("a-1 a\nb-1 b\n", encoding="utf-8")
-    return root
-
-
-def test_probe_reports_every_variant(tiny_model_dir, data_dir, tmp_path, capsys):
+def test_probe_reports_every_variant(tiny_model_dir, prompt_halves_dir, tmp_path, capsys):
+    data_dir = prompt_halves_dir
     out = tmp_path / "probe.json"
     assert main(["--model_dir", str(tiny_model_dir), "--data_dir", str(data_dir), "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -1,29 +1,22 @@
 """The free-running probe end to end: a tiny packed model (and its ESPnet files) on pieces of a real recording."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet_kalle.kaldi_io import read_kaldi_map
 from espnet_kalle.recipe.probe_freerun import load_for_probe, main, markdown, probe
-
-PROMPT = Path(__file__).resolve().parents[1] / "data" / "prompt_70_3s.wav"
-TEXTS = {"a-1": "one division of la force.", "b-1": "is called the court."}
 
 
 @pytest.fixture
-def data_dir(tmp_path):
-    wav, rate = sf.read(PROMPT, dtype="float32")
-    half = wav.size // 2
-    root = tmp_path / "test"
-    root.mkdir()
-    for utt, piece in (("a-1", wav[:half]), ("b-1", wav[half:])):
-        sf.write(root / f"{utt}.wav", piece, rate)
-    (root / "wav.scp").write_text("".join(f"{u} {root / u}.wav\n" for u in TEXTS), encoding="utf-8")
-    (root / "text").write_text("".join(f"{u} {t}\n" for u, t in TEXTS.items()), encoding="utf-8")
-    return root
+def data_dir(prompt_halves_dir):
+    return prompt_halves_dir
+
+
+def texts(data_dir):
+    return list(read_kaldi_map(data_dir / "text").values())
 
 
 class ScriptedASR:
@@ -32,19 +25,19 @@ class ScriptedASR:
 
     name = "scripted"
 
-    def __init__(self, systems: int):
-        self.heard, self.systems = [], systems
+    def __init__(self, systems: int, references):
+        self.heard, self.systems, self.references = [], systems, references
 
     def transcribe(self, wav, sample_rate):
         self.heard.append(np.asarray(wav).copy())
         utt, system = divmod(len(self.heard) - 1, self.systems)
-        return list(TEXTS.values())[utt] if system == 0 else "nothing alike"
+        return self.references[utt] if system == 0 else "nothing alike"
 
 
 def test_probe_scores_every_system_on_its_own_audio(tiny_model_dir, data_dir):
     synth = load_for_probe(str(tiny_model_dir))
-    sizes = {u: sf.info(str(data_dir / f"{u}.wav")).frames for u in TEXTS}
-    asr = ScriptedASR(systems=4)
+    sizes = {u: sf.info(str(data_dir / f"{u}.wav")).frames for u in ("a-1", "b-1")}
+    asr = ScriptedASR(systems=4, references=texts(data_dir))
     result = probe(synth, data_dir, asr, num_utts=2, temperatures=["shipped", "0"])
     assert list(result) == ["resynthesis", "teacher-forced", "free t=1", "free t=0"]  # the tiny model ships 1.0
     assert result["resynthesis"]["wer"] == 0.0 and result["teacher-forced"]["wer"] == 100.0
