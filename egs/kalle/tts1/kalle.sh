@@ -114,7 +114,7 @@ fi
 for v in codec_config lm_config decode_config; do
     [ -z "${!v}" ] || [ -f "${!v}" ] || { log "--${v} ${!v}: no such file"; exit 2; }
 done
-"${python}" -c 'import sys; from espnet_kalle.pretrained import check_lang; check_lang(sys.argv[1])' "${lang}" \
+"${python}" -c 'import sys; from espnet_kalle.languages import check_lang; check_lang(sys.argv[1])' "${lang}" \
     || { log "--lang ${lang}: expected a language code such as en, en_US or de"; exit 2; }
 if [ "${skip_upload_hf}" = false ] && (( stage <= 10 && 10 <= stop_stage )) && [ -z "${hf_repo}" ]; then
     log "stage 10 (--skip_upload_hf false) needs --hf_repo <user or org>/<name>"; exit 2
