@@ -42,21 +42,22 @@ def synth(tiny_model_dir):
     return KalleSynthesizer.from_pretrained(tiny_model_dir)
 
 
-@pytest.fixture
-def error_logs():
-    """Every ERROR pipecat (loguru) logs during the test."""
+def _captured_logs(level: str):
+    """Every record pipecat (loguru) logs at ``level`` or above while the fixture is alive."""
     records: list[str] = []
-    sink = logger.add(lambda message: records.append(str(message)), level="ERROR")
+    sink = logger.add(lambda message: records.append(str(message)), level=level)
     yield records
     logger.remove(sink)
+
+
+@pytest.fixture
+def error_logs():
+    yield from _captured_logs("ERROR")
 
 
 @pytest.fixture
 def warning_logs():
-    records: list[str] = []
-    sink = logger.add(lambda message: records.append(str(message)), level="WARNING")
-    yield records
-    logger.remove(sink)
+    yield from _captured_logs("WARNING")
 
 
 @dataclass
