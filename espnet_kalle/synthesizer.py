@@ -25,7 +25,7 @@ import yaml
 from espnet_kalle.audio import load_audio
 from espnet_kalle.codec.onnx_decoder import OnnxDecoder, can_export_decoder
 from espnet_kalle.languages import model_lang
-from espnet_kalle.lm.generate import iter_generate, seeded_generators
+from espnet_kalle.lm.generate import seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 from espnet_kalle.lm.quantize import quantize_lm
@@ -73,6 +73,7 @@ class KalleSynthesizer:
         self.model = model
         self.codec = codec
         self.tokenizer = tokenizer
+        model.bos_id = getattr(tokenizer, "bos_id", None)  # dropped from a text that continues a prompt
         self.name = name
         self.voices: Dict[str, Voice] = {v.name: v for v in voices}
         self.default_voice = default_voice if default_voice in self.voices else next(iter(self.voices), None)
@@ -392,29 +393,20 @@ class KalleSynthesizer:
         return self._onnx_decoder.stream()
 
     def _frames(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[torch.Tensor]:
-        """The latent frames [D] of one sentence as the LM samples them, resampled in time for ``speed``."""
+        """The latent frames [D] of one sentence as the LM samples them (``KallE.iter_frames``, seeded by ``seed``),
+        resampled in time for ``speed``."""
         lm, decode_step = self._generator_for(voice)
-        config = self.model.generation_config(temperature=temperature)
         resampler = FrameRateChanger(speed)
-        bos = getattr(self.tokenizer, "bos_id", None)
-        for piece in self.model.split_text(torch.tensor(ids)):
-            if voice.prompt_ids is not None and bos is not None and piece.numel() and int(piece[0]) == bos:
-                piece = piece[1:]  # the released wiring: prompt ids (with BOS) + target ids without BOS
-            full = piece if voice.prompt_ids is None else torch.cat([voice.prompt_ids, piece])
-            with torch.inference_mode():
-                prefix = lm.prefix(full, voice.speaker, voice.prompt_latents)
-            start = self._voice_start(voice, lm, decode_step, prefix)
-            if start is not None:
-                prefix = prefix[start.length :]
-            steps = iter_generate(lm, [prefix], [piece.numel()], config, seeded_generators([seed]),
-                                  decode_step=decode_step, start=start)
-            try:
-                for z, _ in steps:
-                    if cancel is not None and cancel.is_set():
-                        return
-                    yield from resampler.push(z[0])
-            finally:
-                steps.close()
+        frames = self.model.iter_frames(
+            torch.as_tensor(ids), self.model.generation_config(temperature=temperature),
+            seeded_generators([seed])[0], voice.speaker, voice.prompt_ids, voice.prompt_latents, lm=lm,
+            decode_step=decode_step, voice_start=lambda prefix: self._voice_start(voice, lm, decode_step, prefix),
+            cancel=cancel)
+        try:
+            for z in frames:
+                yield from resampler.push(z)
+        finally:
+            frames.close()
 
     def _voice_start(self, voice: Voice, lm: KalleLM, decode_step: Optional[OnnxDecodeStep],
                      prefix: torch.Tensor) -> Optional[PrefixState]:
