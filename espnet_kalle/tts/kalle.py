@@ -282,7 +282,8 @@ class KallE(AbsTTS):
             start = voice_start(prefix) if voice_start is not None and not guided else None
             if start is not None:
                 prefix = prefix[start.length :]
-            steps = iter_generate(lm, [prefix], [piece.numel()], config, [generator], uncond, decode_step, start)
+            steps = iter_generate(lm, [prefix], [piece.numel()], config, [generator], uncond, decode_step=decode_step,
+                                  start=start)
             try:
                 for z, _ in steps:
                     if cancel is not None and cancel.is_set():
