@@ -1,7 +1,8 @@
 """A bounded pool of inference threads, so synthesis never runs on the event loop.
 
 Each request becomes a ``Job``: a worker thread runs ``KalleSynthesizer.stream`` and hands every 80 ms chunk to
-the event loop as soon as it exists (``espnet_kalle.run_ahead.AsyncHandoff``), so the first audio leaves after the first frame.
+the event loop as soon as it exists (``espnet_kalle.run_ahead.AsyncHandoff``), so the first audio leaves after the
+first frame.
 At most ``workers`` jobs run at once and ``queue_size`` more wait; beyond that ``submit`` raises ``ServerBusy``
 at once, because a voice assistant is better served by a clear error than by an answer a minute late.
 Leaving a job (client gone, error) sets its cancel event: the synthesizer stops before its next frame and the
