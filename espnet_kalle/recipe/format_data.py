@@ -9,7 +9,7 @@ as Kaldi data dirs allow) to ``<dst>/data/<utt>.wav`` and writes its piece of th
 Finished wavs are kept, so an interrupted run resumes. Merge mode joins the pieces, drops utterances outside the
 duration range (ESPnet filters training/validation sets only; the recipe passes no range for test sets) and
 writes a consistent data dir: wav.scp, text, utt2spk, spk2utt, utt2num_samples (+ ``filtered`` = what was
-dropped and why).
+dropped and why, and the source's ``phone_timings`` of the kept utterances when it has them).
 """
 
 from __future__ import annotations
@@ -129,6 +129,9 @@ def merge(src: Path, dst: Path, nj: int, min_seconds: float, max_seconds: float,
         spk2utt.setdefault(utt2spk[u], []).append(u)
     write_kaldi_map(dst / "spk2utt", {s: " ".join(us) for s, us in spk2utt.items()})
     write_kaldi_map(dst / "filtered", dropped)
+    if (src / "phone_timings").is_file():  # in seconds: resampling keeps them
+        timings = read_kaldi_map(src / "phone_timings")
+        write_kaldi_map(dst / "phone_timings", {u: timings[u] for u in keep if u in timings})
     hours = sum(lengths[u] for u in keep) / fs / 3600
     print(f"{dst}: {len(keep)} utterances ({hours:.2f} h) of {len(spk2utt)} speakers; {len(dropped)} dropped "
           f"(see {dst}/filtered)", file=sys.stderr)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from espnet_kalle.recipe import sentences as sent
 from espnet_kalle.recipe.kaldi_dir import Utterance, write_data_dir
-from espnet_kalle.recipe.voices import APT_HINT, Voice, missing_tools, parse_voices, synthesize
+from espnet_kalle.recipe.voices import (APT_HINT, Voice, has_timings, missing_tools, parse_voices, synthesize,
+                                        timings_path)
 
 DEFAULT_NUM_SENTENCES = 3300
 SPLITS = ("test", "dev", "train")
@@ -96,7 +97,8 @@ def plan_corpus(
 
 def synthesize_all(utts: list[Utterance], voices: dict[str, Voice], nj: int, log_every: int = 500) -> int:
     """Synthesise every missing file with ``nj`` parallel engine processes; return how many were made."""
-    todo = [u for u in utts if not Path(u.wav).is_file()]
+    todo = [u for u in utts if not Path(u.wav).is_file()
+            or (has_timings(voices[u.speaker]) and not timings_path(u.wav).is_file())]
     for u in todo:
         Path(u.wav).parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -110,6 +112,18 @@ def synthesize_all(utts: list[Utterance], voices: dict[str, Voice], nj: int, log
             if done % log_every == 0 or done == len(todo):
                 print(f"  synthesised {done}/{len(todo)} ({time.time() - start:.0f} s)", flush=True)
     return len(todo)
+
+
+def write_phone_timings(data_dir: Path, utts: list[Utterance]) -> None:
+    """``phone_timings`` beside the Kaldi files: ``utt_id phone:end ...`` (seconds) for each utterance whose voice
+    gives timings (flite), sorted by id like the other files; none when no voice gives them."""
+    lines = sorted(f"{u.utt_id} {timings_path(u.wav).read_text(encoding='utf-8').strip()}"
+                   for u in utts if timings_path(u.wav).is_file())
+    target = data_dir / "phone_timings"
+    if lines:
+        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        target.unlink(missing_ok=True)
 
 
 def write_provenance(out_dir: Path, voices: list[Voice], text_file: str | None) -> None:
@@ -144,10 +158,12 @@ def build(args: argparse.Namespace) -> dict[str, list[Utterance]]:
     out_dir = Path(args.out_dir).resolve()
     wav_dir = out_dir / "wav"
     try:
-        pool = sent.load_sentences(args.text_file, args.wordnet_dir, args.min_words, args.max_words)
+        blocks = sent.load_sentences(args.text_file, args.wordnet_dir, args.min_words, args.max_words,
+                                     args.sources.split(","))
     except FileNotFoundError as e:
         raise SystemExit(f"mini corpus: {e}") from e
-    chosen = sent.sample_sentences(pool, args.num_sentences, args.seed)
+    pool = [t for block in blocks for t in block]
+    chosen = sent.sample_sentences(blocks, args.num_sentences, args.seed)
     plan = plan_corpus(chosen, voices, wav_dir, args.num_test, args.num_dev, args.voices_per_sentence)
     utts = [u for split in SPLITS for u in plan[split]]
     print(
@@ -161,6 +177,7 @@ def build(args: argparse.Namespace) -> dict[str, list[Utterance]]:
     for split in SPLITS:
         name = getattr(args, f"{split}_set")
         write_data_dir(Path(args.data_dir) / name, plan[split])
+        write_phone_timings(Path(args.data_dir) / name, plan[split])
         print(f"  {args.data_dir}/{name}: {len(plan[split])} utterances", flush=True)
     print(f"mini corpus: synthesised {made}, reused {len(utts) - made}", flush=True)
     return plan
@@ -180,6 +197,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1, help="seed of the sentence shuffle")
     p.add_argument("--min_words", type=int, default=4)
     p.add_argument("--max_words", type=int, default=25)
+    p.add_argument("--sources", default="examples",
+                   help="WordNet sentence sources in sampling order: examples (~33k), glosses (~99k more)")
     p.add_argument("--text_file", default=None, help="one sentence per line, instead of WordNet")
     p.add_argument("--wordnet_dir", default=str(sent.WORDNET_DIR))
     p.add_argument("--nj", type=int, default=2, help="parallel synthesis jobs")

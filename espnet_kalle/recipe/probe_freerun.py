@@ -9,8 +9,11 @@ The yardstick for every training choice against babble (issue 25): on a fixed se
   onnxruntime when the model dir says so), at the shipped temperature and at 0 (more with ``--temperatures``).
 
 It prints WER, the length ratio (audio seconds against the recording's) and the share of sentences that never
-reached the stop rule. Voice: a speaker model reads each recording's own speaker latent (``--voice own``, so every
-row conditions on the same voice), or a preset / seed; a model without a speaker encoder has one voice.
+reached the stop rule. Voice (``--voice``): ``own`` (a speaker model reads each recording's own speaker latent, so
+every row conditions on the same voice; a model without a speaker encoder has one voice), a preset or a seed, or
+one of the two ways voices continue a prompt, for any checkpoint: ``clone`` (another recording of the same speaker
+and its transcript, as stage 9's clone) and ``prompted:SEED`` (the seed's latent with a prompt it speaks itself,
+as ``pack`` makes presets). Teacher-forced rows read the voice's speaker latent alone.
 
     python -m espnet_kalle.recipe.probe_freerun --model_dir exp/lm_x/packed --data_dir dump/raw/test
     python -m espnet_kalle.recipe.probe_freerun --lm_config exp/lm_x/config.yaml --lm_model "exp/lm_x/20epoch.pth" \\
@@ -70,9 +73,35 @@ def teacher_forced_means(synth, ids: Sequence[int], z: torch.Tensor, speaker: Op
     return mu[0, : z.shape[0]].float()
 
 
-def _voice(synth, voice: str, recording: np.ndarray):
-    if voice != "own":
-        return synth.voice(int(voice) if voice.lstrip("-").isdigit() else voice)
+PROMPTED = "prompted:"
+
+
+def _fixed_voice(synth, voice: str):
+    """The voice every sentence shares, or None for the per-recording ones (own, clone)."""
+    if voice in ("own", "clone"):
+        return None
+    if voice.startswith(PROMPTED):
+        from espnet_kalle.pretrained.presets import PROMPT_TEMPERATURE, PROMPT_TEXT
+
+        seed = voice[len(PROMPTED):]
+        if not seed.lstrip("-").isdigit():
+            raise ValueError(f"--voice {voice}: give {PROMPTED}SEED with an integer seed")
+        return synth.with_own_prompt(int(seed), PROMPT_TEXT, seed=int(seed), temperature=PROMPT_TEMPERATURE)
+    return synth.voice(int(voice) if voice.lstrip("-").isdigit() else voice)
+
+
+def _prompt_utterance(utt: str, all_utts: Sequence[str], speakers: Dict[str, str]) -> str:
+    """The next utterance after ``utt`` (cyclically) by the same speaker (any utterance without utt2spk)."""
+    start = all_utts.index(utt)
+    for other in list(all_utts[start + 1:]) + list(all_utts[:start]):
+        if speakers.get(other) == speakers.get(utt):
+            return other
+    raise ValueError(f"--voice clone: no other recording of {utt}'s speaker to prompt with")
+
+
+def _recording_voice(synth, voice: str, recording: np.ndarray, prompt_wav: str, prompt_text: str):
+    if voice == "clone":
+        return synth.clone(prompt_wav, prompt_text)
     speaker = None
     if synth.model.speaker is not None:
         speaker = synth.model.speaker_from_wav(torch.from_numpy(recording))
@@ -85,7 +114,9 @@ def probe(synth, data_dir: Path, asr: ASR, num_utts: int = 20, temperatures: Seq
     if synth.model.lm.head_type != "gaussian_kl":
         raise ValueError("probe_freerun decodes predicted means: it needs a gaussian_kl (KALL-E) model")
     texts, wavs = read_kaldi_map(data_dir / "text"), read_wav_scp(data_dir / "wav.scp")
-    utts = [u for u in wavs if texts.get(u)][:num_utts]
+    speakers = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
+    all_utts = [u for u in wavs if texts.get(u)]
+    utts = all_utts[:num_utts]
     if not utts:
         raise ValueError(f"{data_dir}: no utterance has both text and audio")
     shipped = float(synth.model.generation_conf.get("temperature", 1.0))
@@ -96,13 +127,17 @@ def probe(synth, data_dir: Path, asr: ASR, num_utts: int = 20, temperatures: Seq
     ratios: Dict[str, List[float]] = {}
     unstopped: Dict[str, List[bool]] = {}
     generator = torch.Generator().manual_seed(seed)
+    fixed = _fixed_voice(synth, voice)
     for utt in utts:
         recording = load_audio(wavs[utt], synth.sample_rate)
         seconds = recording.shape[0] / synth.sample_rate
         with torch.inference_mode():
             mu, log_sigma = (x[0].T for x in synth.codec.encode(torch.from_numpy(recording).view(1, 1, -1)))
         z = mu + log_sigma.exp() * torch.randn(mu.shape, generator=generator)
-        v = _voice(synth, voice, recording)
+        v = fixed
+        if v is None:
+            prompt = _prompt_utterance(utt, all_utts, speakers) if voice == "clone" else utt
+            v = _recording_voice(synth, voice, recording, wavs[prompt], texts[prompt])
         ids = [i for sentence in synth.check_text(texts[utt]) for i in sentence]
         audio = {
             "resynthesis": _decode(synth, mu)[: recording.shape[0]],  # what synth.resynthesize does, encoded once
@@ -151,7 +186,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--num_utts", type=int, default=20, help="the first N utterances of the dir")
     parser.add_argument("--temperatures", nargs="+", default=[SHIPPED, "0"],
                         help=f"free-running temperatures ('{SHIPPED}': the model's generation_conf)")
-    parser.add_argument("--voice", default="own", help="own (each recording's speaker latent), a preset or a seed")
+    parser.add_argument("--voice", default="own",
+                        help=f"own (each recording's speaker latent), a preset, a seed, clone (another recording of the"
+                             f" speaker as prompt) or {PROMPTED}SEED (the seed with a prompt it speaks itself)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (and the teacher-forced history draw)")
     parser.add_argument("--whisper", default=None, help="local Whisper weights instead of pocketsphinx")
     parser.add_argument("--out", type=Path, default=None, help="also write the numbers as JSON here")

@@ -9,6 +9,10 @@ modern English ("the oceans are teeming with life"); after normalisation about 3
 4-25 words remain (mean 7 words), ten times what the default corpus uses, so nothing is ever downloaded.
 The minimum is 4 words rather than 3: WordNet's 3-word examples are mostly noun phrases ("a black lie") that
 give under a second of audio, too short for speaker-similarity scoring or prompting.
+A second source, for corpora larger than the examples allow (``--sources examples,glosses``): the definitions of the
+same glosses ("a disposition toward schism and secession from a larger group"), about 99,000 more distinct phrases
+of 4-25 words under the same rules. They come after every example in the sampling order, so a corpus that fits in
+the examples, its test and dev sentences included, is the same with or without them.
 A user can also pass any UTF-8 text file with one sentence per line (``--text_file``).
 """
 
@@ -18,7 +22,7 @@ import random
 import re
 import unicodedata
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 WORDNET_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
@@ -31,8 +35,7 @@ _ALLOWED = re.compile(r"^[A-Za-z ,.'?!-]+$")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['-][A-Za-z0-9]+)*")
 
 
-def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
-    """Yield the raw quoted usage examples of every WordNet synset gloss (after the '| ' separator)."""
+def _wordnet_files(wordnet_dir: str | Path) -> list[Path]:
     root = Path(wordnet_dir)
     files = [root / name for name in WORDNET_FILES]
     missing = [str(f) for f in files if not f.is_file()]
@@ -40,7 +43,12 @@ def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
         raise FileNotFoundError(
             f"WordNet data not found ({', '.join(missing)}): install it with 'apt-get install {WORDNET_APT}'"
         )
-    for path in files:
+    return files
+
+
+def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
+    """Yield the raw quoted usage examples of every WordNet synset gloss (after the '| ' separator)."""
+    for path in _wordnet_files(wordnet_dir):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 if line.startswith("  "):  # licence header lines
@@ -48,6 +56,21 @@ def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
                 _, sep, gloss = line.partition(" | ")
                 if sep:
                     yield from _QUOTED.findall(gloss)
+
+
+def wordnet_glosses(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
+    """Yield the definitions of every WordNet synset gloss (before its quoted examples), split at ';'."""
+    for path in _wordnet_files(wordnet_dir):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("  "):
+                    continue
+                _, sep, gloss = line.partition(" | ")
+                if sep:
+                    yield from (part.strip() for part in gloss.split('"')[0].split(";") if part.strip())
+
+
+SOURCES = {"examples": wordnet_examples, "glosses": wordnet_glosses}
 
 
 def text_file_lines(path: str | Path) -> Iterator[str]:
@@ -104,16 +127,35 @@ def load_sentences(
     wordnet_dir: str | Path = WORDNET_DIR,
     min_words: int = 4,
     max_words: int = 25,
-) -> list[str]:
-    """All distinct normalised sentences of the chosen source (a text file, else WordNet), sorted."""
-    raw = text_file_lines(text_file) if text_file else wordnet_examples(wordnet_dir)
-    return distinct_sentences(raw, min_words, max_words)
+    sources: Sequence[str] = ("examples",),
+) -> list[list[str]]:
+    """The distinct normalised sentences of each chosen source (a text file, else the WordNet ``sources`` in
+    order), each block sorted and without the sentences of the blocks before it."""
+    if text_file:
+        return [distinct_sentences(text_file_lines(text_file), min_words, max_words)]
+    unknown = [name for name in sources if name not in SOURCES]
+    if unknown or not sources:
+        raise ValueError(f"unknown sentence source(s) {unknown or sources}: choose from {', '.join(SOURCES)}")
+    blocks: list[list[str]] = []
+    seen: set[str] = set()
+    for name in sources:
+        block = [t for t in distinct_sentences(SOURCES[name](wordnet_dir), min_words, max_words)
+                 if sentence_key(t) not in seen]
+        seen.update(sentence_key(t) for t in block)
+        blocks.append(block)
+    return blocks
 
 
-def sample_sentences(sentences: list[str], num: int, seed: int) -> list[str]:
-    """A seeded random subset of ``num`` sentences (all of them when num <= 0), in a seeded random order."""
-    if num > len(sentences):
-        raise ValueError(f"asked for {num} sentences but the source has only {len(sentences)} distinct ones")
-    order = sorted(sentences)
-    random.Random(seed).shuffle(order)
+def sample_sentences(blocks: list[list[str]], num: int, seed: int) -> list[str]:
+    """The first ``num`` sentences (all when num <= 0) of the blocks, each in its own seeded random order, one
+    block after the other: adding a block never changes the sentences a smaller corpus draws."""
+    total = sum(len(block) for block in blocks)
+    if num > total:
+        raise ValueError(f"asked for {num} sentences but the source has only {total} distinct ones"
+                         + ("" if len(blocks) > 1 else " (more with --sources examples,glosses)"))
+    order: list[str] = []
+    for i, block in enumerate(blocks):
+        shuffled = sorted(block)
+        random.Random(seed if i == 0 else f"{seed}/{i}").shuffle(shuffled)
+        order += shuffled
     return order if num <= 0 else order[:num]

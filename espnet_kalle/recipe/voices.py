@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from espnet_kalle.atomic import atomic_path
+from espnet_kalle.atomic import atomic_path, write_text_atomic
 
 SAMPLE_RATE = 16000
 
@@ -106,8 +106,20 @@ def missing_tools(voices: list[Voice]) -> list[str]:
     return [t for t in required_tools(voices) if shutil.which(t) is None]
 
 
+def timings_path(wav: str | Path) -> Path:
+    """Where the phone timings of a flite recording are kept (next to it, ``<name>.phones``)."""
+    return Path(wav).with_suffix(".phones")
+
+
+def has_timings(voice: Voice) -> bool:
+    """flite prints each phone with its end time; espeak-ng + MBROLA gives none."""
+    return voice.engine == "flite"
+
+
 def synthesize(voice: Voice, text: str, out_wav: str | Path) -> None:
-    """Write ``text`` spoken by ``voice`` to ``out_wav`` as 16 kHz mono 16-bit PCM, atomically.
+    """Write ``text`` spoken by ``voice`` to ``out_wav`` as 16 kHz mono 16-bit PCM, atomically, and for flite its
+    phone timings (``timings_path``: flite's ``-psdur`` segments, ``phone:end_seconds`` per phone, pauses included;
+    the sox effects keep durations), which an aligner or an attention prior can use later.
 
     The file appears only when complete (tmp + rename), so an interrupted build resumes by skipping what exists.
     """
@@ -116,7 +128,7 @@ def synthesize(voice: Voice, text: str, out_wav: str | Path) -> None:
     try:
         with atomic_path(out, suffix=".wav") as tmp:
             if voice.engine == "flite":
-                cmd = ["flite", "-voice", voice.voice]
+                cmd = ["flite", "-voice", voice.voice, "-psdur"]
                 for key, value in voice.features.items():
                     cmd += ["--setf", f"{key}={value}"]
                 cmd += ["-t", text, "-o", str(raw)]
@@ -124,7 +136,12 @@ def synthesize(voice: Voice, text: str, out_wav: str | Path) -> None:
                 cmd = ["espeak-ng", "-v", voice.voice, "-w", str(raw), text]
             else:
                 raise ValueError(f"unknown engine {voice.engine}")
-            _run(cmd)
+            printed = _run(cmd)
+            if has_timings(voice):
+                segments = [token for token in printed.split() if ":" in token]
+                if not segments:
+                    raise RuntimeError(f"{voice.name}: flite printed no phone timings for {text!r}")
+                write_text_atomic(timings_path(out), " ".join(segments) + "\n")
             _run(["sox", "-q", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
                   str(tmp), *voice.sox_effects, "rate", "-h", str(SAMPLE_RATE)])
             if tmp.stat().st_size <= 44:
@@ -133,7 +150,8 @@ def synthesize(voice: Voice, text: str, out_wav: str | Path) -> None:
         raw.unlink(missing_ok=True)
 
 
-def _run(cmd: list[str]) -> None:
+def _run(cmd: list[str]) -> str:
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:3])} ... failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return proc.stdout

@@ -16,6 +16,7 @@ import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.tts.abs_tts import AbsTTS
 
+from espnet_kalle.lm.continuation import continuation_pairs, join_continuations
 from espnet_kalle.lm.exposure import ScheduledSampling, corrupt_history, mix_own_predictions
 from espnet_kalle.lm.generate import GenerationConfig, iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
@@ -62,6 +63,7 @@ class KallE(AbsTTS):
         head_conf: Optional[Dict[str, Any]] = None,
         scheduled_sampling: Optional[Dict[str, Any]] = None,
         history_noise: float = 0.0,
+        continuation_share: float = 0.0,
     ):
         """``head`` picks the per-step objective (``espnet_kalle.lm.heads.HEADS``): ``gaussian_kl`` (KALL-E, default;
         ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options.
@@ -80,7 +82,11 @@ class KallE(AbsTTS):
         ``scheduled_sampling`` (``max_share``, ``start_step``, ``ramp_steps``, ``temperature``; see
         ``espnet_kalle.lm.exposure``) trains on the LM's own draws in two passes, and ``history_noise`` (a maximum
         level relative to the latents' spread) adds noise to the input latents: both meant to close the gap between
-        teacher forcing and free running. Both are off by default (the paper's teacher forcing)."""
+        teacher forcing and free running. Both are off by default (the paper's teacher forcing).
+
+        ``continuation_share`` (0 = off) joins about that share of each training batch into pairs of one speaker,
+        text to text and frames to frames (``espnet_kalle.lm.continuation``), so the LM learns to go on after a
+        finished sentence, as it must after a prompt. A model with a speaker encoder pairs by ESPnet's ``sids``."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -124,6 +130,9 @@ class KallE(AbsTTS):
         if history_noise < 0:
             raise ValueError(f"history_noise must be >= 0, got {history_noise}")
         self.history_noise = history_noise
+        if not 0.0 <= continuation_share <= 1.0:
+            raise ValueError(f"continuation_share must be in [0, 1], got {continuation_share}")
+        self.continuation_share = continuation_share
         # Attributes ESPnet's Text2Speech reads.
         self.spks = None
         self.langs = None
@@ -152,6 +161,10 @@ class KallE(AbsTTS):
         **kwargs,
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """Teacher-forced head loss (KALL-E: KL frames + end) + speaker KL, normalised by the number of valid frames."""
+        sids = kwargs.get("sids")
+        if self.training and self.continuation_share > 0:
+            text, text_lengths, feats, feats_lengths, sids = self.joined_continuations(
+                text, text_lengths, feats, feats_lengths, sids)
         feats = feats[:, : int(feats_lengths.max())]
         mu, log_sigma, mel = self.split_feats(feats)
         z_in = mu + log_sigma.exp() * torch.randn_like(mu)  # teacher forcing with posterior samples
@@ -159,7 +172,6 @@ class KallE(AbsTTS):
         if self.speaker is not None:
             mel_lengths = feats_lengths * (mel.shape[-1] // feats.shape[1])
             if self.speaker_reference == "other_utterance":
-                sids = kwargs.get("sids")
                 if sids is None:
                     raise ValueError("speaker_reference: other_utterance needs speaker ids (ESPnet 'sids'; "
                                      "the recipe passes them with --use_sid true)")
@@ -183,6 +195,18 @@ class KallE(AbsTTS):
         stats = dict(loss=loss.detach(), **terms["stats"], kl_speaker=(kl_speaker_sum / batch_size).detach())
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def joined_continuations(self, text: torch.Tensor, text_lengths: torch.Tensor, feats: torch.Tensor,
+                             feats_lengths: torch.Tensor, sids: Optional[torch.Tensor]):
+        """The batch with ``continuation_share`` of its items joined into same-speaker pairs (and their sids)."""
+        if sids is None and self.speaker is not None:
+            raise ValueError("continuation_share pairs utterances of one speaker: it needs speaker ids (ESPnet "
+                             "'sids'; the recipe passes them with --use_sid true)")
+        groups = None if sids is None else sids.reshape(-1)
+        pairs = continuation_pairs(groups, text.shape[0], self.continuation_share)
+        text, text_lengths, feats, feats_lengths, source = join_continuations(
+            text, text_lengths, feats, feats_lengths, pairs)
+        return text, text_lengths, feats, feats_lengths, None if groups is None else groups[source]
 
     def exposed_inputs(self, text: torch.Tensor, text_lengths: torch.Tensor, z_in: torch.Tensor,
                        lengths: torch.Tensor, speaker: Optional[torch.Tensor], drop: Optional[torch.Tensor]

@@ -6,6 +6,7 @@ Needs the Debian packages flite, sox and wordnet-base (data.sh prints the apt co
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -15,9 +16,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.recipe import format_data
 from espnet_kalle.recipe.kaldi_dir import Utterance, read_data_dir, validate_data_dir, write_data_dir
 from espnet_kalle.recipe.mini_corpus import plan_corpus
-from espnet_kalle.recipe.sentences import load_sentences, normalize, sentence_key
+from espnet_kalle.recipe.sentences import load_sentences, normalize, sample_sentences, sentence_key
 from espnet_kalle.recipe.voices import parse_voices
 
 RECIPE = Path(__file__).resolve().parents[2] / "egs" / "kalle" / "tts1"
@@ -101,6 +104,38 @@ def test_mini_rerun_reuses_audio_and_is_deterministic(mini, tmp_path):
     assert (tmp_path / "data" / "test" / "text").read_text() == before
 
 
+def test_mini_keeps_flite_phone_timings_that_match_the_audio(mini, tmp_path):
+    for split, utts in load_splits(mini / "data").items():
+        lines = (mini / "data" / split / "phone_timings").read_text().splitlines()
+        assert [line.split()[0] for line in lines] == [u.utt_id for u in utts]  # same ids, same order as text
+        for line, u in zip(lines, utts):
+            segments = [token.rsplit(":", 1) for token in line.split()[1:]]
+            ends = [float(end) for _, end in segments]
+            assert ends == sorted(ends) and len(segments) >= 2 * len(u.text.split())  # phones, not words
+            assert segments[0][0] == segments[-1][0] == "pau"
+            assert ends[-1] == pytest.approx(sf.info(u.wav).duration, abs=0.02)  # they end with the audio
+    # a corpus made before timings were kept gets them on the next run (the recording is made again)
+    first = load_splits(mini / "data")["train"][0]
+    sidecar = Path(first.wav).with_suffix(".phones")
+    kept = sidecar.read_text()
+    sidecar.unlink()
+    proc = run_data_sh(
+        "--dataset", "mini", "--datadir", str(tmp_path / "data"), "--mini_dir", str(mini / "downloads"),
+        "--num_sentences", "30", "--num_test", "4", "--num_dev", "3", "--voices", "slt,rms_high", "--nj", "1",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "synthesised 1, reused 29" in proc.stdout and sidecar.read_text() == kept
+    # stage 2 carries them with the utterances it keeps
+    dump = tmp_path / "dump"
+    src = mini / "data" / "dev"
+    for args in (["--job", "1", "--nj", "1"], ["--merge", "1", "--min_seconds", "0.5", "--max_seconds", "2.6"]):
+        assert format_data.main(["--src", str(src), "--dst", str(dump), "--fs", "16000", *args]) == 0
+    kept = read_kaldi_map(dump / "text")
+    assert 0 < len(kept) < 3  # the range drops at least one of the three
+    source = read_kaldi_map(src / "phone_timings")
+    assert read_kaldi_map(dump / "phone_timings") == {u: source[u] for u in kept}
+
+
 @pytest.mark.skipif(
     shutil.which("espeak-ng") is None or not Path("/usr/share/mbrola/us1").exists(),
     reason="optional MBROLA voices not installed (espeak-ng mbrola mbrola-us1 mbrola-en1; contrib/non-free)",
@@ -129,12 +164,32 @@ def test_mini_missing_tools_print_apt_command(tmp_path):
 
 
 def test_sentence_source_has_3000_distinct_normalized_sentences():
-    sentences = load_sentences()
+    (sentences,) = load_sentences()
     assert len(sentences) >= 3000
     assert len({sentence_key(s) for s in sentences}) == len(sentences)
     for s in sentences[:: max(1, len(sentences) // 500)]:
         assert s == normalize(s), s
         assert 4 <= len(s.split()) <= 25 and s.isascii()
+
+
+def test_glosses_extend_the_examples_without_changing_a_corpus_they_already_fill():
+    examples, glosses = load_sentences(sources=["examples", "glosses"])
+    assert len(glosses) > 2 * len(examples)  # definitions: a corpus several times larger
+    assert not {sentence_key(t) for t in glosses} & {sentence_key(t) for t in examples}
+    for t in glosses[:: max(1, len(glosses) // 300)]:
+        assert t == normalize(t) and 4 <= len(t.split()) <= 25, t
+    assert "Away from the outer edge." in glosses  # a definition, not an example
+    small = sample_sentences([examples], 1000, seed=1)
+    before = sorted(examples)
+    random.Random(1).shuffle(before)  # the rule every corpus so far was drawn by (mini-en's included)
+    assert small == before[:1000]
+    assert sample_sentences([examples, glosses], 1000, seed=1) == small  # same test, dev and train sentences
+    large = sample_sentences([examples, glosses], len(examples) + 500, seed=1)
+    assert large[:1000] == small and set(large[len(examples):]) <= set(glosses)
+    with pytest.raises(ValueError, match="examples,glosses"):
+        sample_sentences([examples], len(examples) + 1, seed=1)
+    with pytest.raises(ValueError, match="unknown sentence source"):
+        load_sentences(sources=["novels"])
 
 
 def test_normalize_rules():

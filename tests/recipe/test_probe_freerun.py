@@ -75,3 +75,35 @@ def test_cli_refuses_missing_data_and_half_a_checkpoint(tiny_model_dir, tmp_path
     (tmp_path / "wav.scp").write_text("u /nonexistent.wav\n")
     assert main(["--lm_config", "x.yaml", "--data_dir", str(tmp_path)]) == 2
     assert "give --model_dir" in capsys.readouterr().err
+
+
+def voices_used(synth, data_dir, voice):
+    """The voice each free run of ``probe`` synthesized with (the real synthesizer, watched)."""
+    used, synthesize = [], synth.synthesize
+
+    def watch(text, voice=None, **kwargs):
+        used.append((text, voice))
+        return synthesize(text, voice=voice, **kwargs)
+
+    synth.synthesize = watch
+    probe(synth, data_dir, ScriptedASR(systems=3, references=texts(data_dir)), num_utts=2, temperatures=["0"],
+          voice=voice)
+    return used
+
+
+def test_clone_continues_another_recording_of_the_speaker_and_prompted_its_own_prompt(tiny_model_dir, data_dir):
+    from espnet_kalle.pretrained.presets import PROMPT_TEXT
+
+    synth = load_for_probe(str(tiny_model_dir))
+    with pytest.raises(ValueError, match="no other recording"):  # a-1 and b-1 are different speakers
+        voices_used(synth, data_dir, "clone")
+    (data_dir / "utt2spk").write_text("a-1 a\nb-1 a\n", encoding="utf-8")
+    used = voices_used(synth, data_dir, "clone")
+    text_a, text_b = texts(data_dir)
+    assert [(text, v.prompt_text) for text, v in used] == [(text_a, text_b), (text_b, text_a)]
+    assert all(v.prompt_latents is not None and v.prompt_latents.shape[0] > 5 for _, v in used)
+    used = voices_used(synth, data_dir, "prompted:7")
+    assert used[0][1] is used[1][1] and used[0][1].prompt_text == PROMPT_TEXT  # one voice, its own prompt
+    assert used[0][1].prompt_latents is not None
+    with pytest.raises(ValueError, match="integer seed"):
+        voices_used(synth, data_dir, "prompted:x")

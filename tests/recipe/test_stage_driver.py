@@ -221,6 +221,13 @@ def test_speaker_ids_reach_the_lm_when_asked(recipe):
     other = recipe / "lm_other_utterance.yaml"
     other.write_text(yaml.safe_dump({"tts": "kalle", "tts_conf": {"speaker_reference": "other_utterance"}}))
     assert "dump/raw/train/utt2sid\\,sids\\,text_int" in dry_run_stage(recipe, 6, "--lm_config", str(other))
+    # continuation pairs need one speaker per pair: ids when the LM has a speaker encoder, none without one
+    joined = {"tts": "kalle", "tts_conf": {"continuation_share": 0.5, "speaker_conf": {"speaker_dim": 8}}}
+    (recipe / "lm_joined.yaml").write_text(yaml.safe_dump(joined))
+    assert "utt2sid\\,sids" in dry_run_stage(recipe, 6, "--lm_config", str(recipe / "lm_joined.yaml"))
+    joined["tts_conf"].pop("speaker_conf")
+    (recipe / "lm_joined_1voice.yaml").write_text(yaml.safe_dump(joined))
+    assert "sids" not in dry_run_stage(recipe, 6, "--lm_config", str(recipe / "lm_joined_1voice.yaml"))
 
 
 def test_phoneme_tokens_get_their_own_token_list_and_stats(recipe):

@@ -72,7 +72,7 @@ lm_tag=""               # exp/lm_<tag> (default: <config name>_<codec tag>_<toke
 lm_model=latest.pth     # the LM model file to pack (e.g. valid.loss.best.pth)
 speaker_mel=auto        # append speaker log-mel to the latents: auto = when the LM config has speaker_conf
 use_sid=auto            # pass ESPnet speaker ids (utt2sid -> sids) to the LM: auto = when the LM config has
-                        # speaker_reference: other_utterance (its speaker encoder reads another utterance)
+                        # speaker_reference: other_utterance or continuation_share (both pair one speaker's utterances)
 extract_args=""         # more kalle-extract-latents options
 
 num_voices=4            # preset voices picked when packing (pack_args="--voice-candidates N": seeds auditioned)
@@ -318,7 +318,12 @@ fi
 use_speaker_ids() {
     case "${use_sid}" in
         true|false) echo "${use_sid}" ;;
-        auto) [ "$(lm_tts_conf speaker_reference)" = other_utterance ] && echo true || echo false ;;
+        auto) if [ "$(lm_tts_conf speaker_reference)" = other_utterance ] \
+                 || { [ -n "$(lm_tts_conf continuation_share)" ] && [ -n "$(lm_tts_conf speaker_conf)" ]; }; then
+                  echo true
+              else
+                  echo false
+              fi ;;
     esac
 }
 

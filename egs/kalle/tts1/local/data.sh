@@ -5,6 +5,7 @@
 #
 #   local/data.sh                                   # mini: synthesised with flite (needs: flite sox wordnet-base)
 #   local/data.sh --dataset mini --num_sentences 300 --voices slt,rms --nj 2
+#   local/data.sh --dataset mini --num_sentences 60000 --sources examples,glosses   # ~45 h, beyond WordNet's examples
 #   local/data.sh --dataset mini --voices default,mbrola   # + MBROLA voices (non-commercial licence)
 #   local/data.sh --dataset ljspeech   --corpus_dir /data/LJSpeech-1.1
 #   local/data.sh --dataset libritts_r --corpus_dir /data/LibriTTS_R
@@ -28,7 +29,8 @@ num_test=50             # test sentences
 voices=default          # comma-separated voice names; "default" = 8 flite voices, "mbrola" = 4 MBROLA voices
 voices_per_sentence=1
 seed=1
-text_file=              # one sentence per line, instead of WordNet's examples
+sources=examples        # WordNet sentence sources in sampling order: examples (~33k), examples,glosses (~132k)
+text_file=              # one sentence per line, instead of WordNet
 # libritts_r / vctk only
 libritts_train_subsets=train-clean-100,train-clean-360
 vctk_mic=mic1
@@ -39,7 +41,8 @@ Options (default):
   --dataset (${dataset}) --corpus_dir (none) --nj (${nj}) --datadir (${datadir})
   --train_set/--dev_set/--test_set (${train_set}/${dev_set}/${test_set})
   mini: --mini_dir (${mini_dir}) --num_sentences (${num_sentences}) --num_dev (${num_dev}) --num_test (${num_test})
-        --voices (${voices}) --voices_per_sentence (${voices_per_sentence}) --seed (${seed}) --text_file (none)
+        --voices (${voices}) --voices_per_sentence (${voices_per_sentence}) --seed (${seed})
+        --sources (${sources}) --text_file (none)
   libritts_r: --libritts_train_subsets (${libritts_train_subsets});  vctk: --vctk_mic (${vctk_mic})"
 
 recipe_dir="$(cd "$(dirname "$0")/.." && pwd)"
@@ -89,7 +92,7 @@ case "${dataset}" in
             --out_dir "${mini_dir}" --data_dir "${datadir}" \
             --num_sentences "${num_sentences}" --num_dev "${num_dev}" --num_test "${num_test}" \
             --voices "${voices}" --voices_per_sentence "${voices_per_sentence}" --seed "${seed}" \
-            --nj "${nj}" --train_set "${train_set}" --dev_set "${dev_set}" --test_set "${test_set}" \
+            --sources "${sources}" --nj "${nj}" --train_set "${train_set}" --dev_set "${dev_set}" --test_set "${test_set}" \
             "${extra[@]}"
         ;;
     ljspeech|libritts_r|vctk)
