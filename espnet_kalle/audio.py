@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import tempfile
 from pathlib import Path
-from typing import List, Literal, Tuple, Union
+from typing import Literal, Union
 
 import numpy as np
 import soundfile as sf
 
+from espnet_kalle.atomic import atomic_path
+from espnet_kalle.errors import InputError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class AudioError(ValueError):
+class AudioError(InputError):
     """An audio file that cannot be used, with the path and the reason."""
 
     def __init__(self, path: PathLike, reason: str):
@@ -103,52 +104,5 @@ def save_audio(path: PathLike, wav: np.ndarray, sample_rate: int, subtype: str =
         data = np.clip(data, -1.0, 1.0)
     p.parent.mkdir(parents=True, exist_ok=True)
     fmt = p.suffix.lstrip(".").upper() or "WAV"
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         sf.write(tmp, data, sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-_CAT_PIPE = re.compile(r"^cat\s+(\S+)\s*\|$")
-_ARK_OFFSET = re.compile(r"\.ark:\d+$")
-
-
-def read_wav_scp(path: PathLike) -> List[Tuple[str, str]]:
-    """Read a Kaldi-style ``wav.scp`` (``utt_id path`` per line) -> ``[(utt_id, path)]`` in file order.
-
-    Plain paths only (relative ones are left relative to the working directory, as in Kaldi recipes), plus the
-    trivial ``cat PATH |``. Other pipe commands and ark offsets are refused with a hint: convert them first
-    (e.g. with ESPnet's ``format_wav_scp.sh``), because running shell commands from a data file is not our job.
-    """
-    entries: List[Tuple[str, str]] = []
-    seen = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line:
-                continue
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 'utt_id path', got {line!r}")
-            utt_id, target = parts
-            if target.endswith("|"):
-                m = _CAT_PIPE.match(target)
-                if m is None:
-                    raise ValueError(
-                        f"{path}:{lineno}: pipe commands are not supported ({target!r}); write the audio to files "
-                        "first (e.g. ESPnet's scripts/audio/format_wav_scp.sh) and list those"
-                    )
-                target = m.group(1)
-            elif _ARK_OFFSET.search(target):
-                raise ValueError(
-                    f"{path}:{lineno}: ark offsets are not supported ({target!r}); list one audio file per line"
-                )
-            if utt_id in seen:
-                raise ValueError(f"{path}:{lineno}: duplicate utterance id {utt_id!r}")
-            seen.add(utt_id)
-            entries.append((utt_id, target))
-    return entries

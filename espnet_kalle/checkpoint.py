@@ -7,14 +7,15 @@ from typing import Any, Dict
 
 import torch
 
+from espnet_kalle.atomic import atomic_path
+
 
 def save_atomic(obj: Any, path: str | Path) -> None:
     """torch.save to a temporary file, then rename: a crash never leaves a half-written file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def load_weights(path: str | Path, what: str = "checkpoint", mmap: bool = False) -> Any:

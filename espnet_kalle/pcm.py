@@ -1,4 +1,8 @@
-"""16-bit PCM in pieces of one steady size, for the streaming integrations (Wyoming, Pipecat).
+"""Float samples -> 16-bit PCM, the one conversion of the project, and PCM in pieces of one steady size for the
+streaming integrations (Wyoming, Pipecat) and the scorers.
+
+The conversion is libsndfile's when it writes our WAV files (x * 32767, rounded, clipped to [-1, 1] first), so a
+stream and a file of the same audio hold the same samples.
 
 Audio comes out of the synthesizer 80 ms at a time, and out of a resampler in whatever pieces its filter releases;
 players and transports expect chunks of one size. ``PcmChunker`` regroups bytes into ``samples_per_chunk`` pieces
@@ -14,9 +18,14 @@ import numpy as np
 WIDTH = 2  # bytes per 16-bit sample
 
 
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] -> little-endian int16 (rounded, never truncated; clipped, never wrapped)."""
+    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
+
+
 def to_pcm16(samples: np.ndarray) -> bytes:
-    """Float samples in [-1, 1] -> little-endian 16-bit PCM (rounded, clipped)."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+    """Float samples in [-1, 1] -> little-endian 16-bit PCM bytes (``to_int16``)."""
+    return to_int16(samples).tobytes()
 
 
 class PcmChunker:

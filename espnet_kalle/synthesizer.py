@@ -20,17 +20,17 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-import yaml
 
 from espnet_kalle.audio import load_audio
 from espnet_kalle.codec.onnx_decoder import OnnxDecoder, can_export_decoder
+from espnet_kalle.errors import InputError, KalleError, ModelInvalid, ModelNotFound, UnknownVoiceError
 from espnet_kalle.languages import model_lang
-from espnet_kalle.lm.generate import iter_generate, seeded_generators
+from espnet_kalle.lm.generate import seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState, can_export
 from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.lm.ttt import test_time_train
-from espnet_kalle.pretrained import resolve_model_dir
+from espnet_kalle.pretrained import read_model_meta, resolve_model_dir
 from espnet_kalle.run_ahead import run_ahead, usable_cores
 from espnet_kalle.text import TextError, Tokenizer, build_tokenizer, split_sentences
 from espnet_kalle.voice import Voice, load_voice_dir
@@ -40,7 +40,9 @@ MIN_PROMPT_SECONDS, MAX_PROMPT_SECONDS = 1.0, 30.0
 # Plausible speaking rates in text tokens per second of prompt audio; outside this the transcript is wrong.
 PROMPT_TOKENS_PER_SECOND = (1.5, 40.0)
 SPEED_RANGE = (0.25, 4.0)  # speaking-rate factors FrameRateChanger accepts
+SENTENCE_PAUSE_FRAMES = 1  # frames of silence between two sentences of an utterance
 VOICE_STARTS_KEPT = 16  # voices whose prefix start (speaker + prompt text keys and values) stays computed
+ADAPTED_KEPT = 4  # adapted (TTT) voices whose LM copy, and the onnxruntime graphs made from it, stay loaded
 
 
 class FrameRateChanger:
@@ -48,7 +50,7 @@ class FrameRateChanger:
 
     def __init__(self, speed: float):
         if not SPEED_RANGE[0] <= speed <= SPEED_RANGE[1]:
-            raise ValueError(f"speed must be within [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}], got {speed}")
+            raise InputError(f"speed must be within [{SPEED_RANGE[0]:g}, {SPEED_RANGE[1]:g}], got {speed}")
         self.speed = speed
         self.prev: Optional[torch.Tensor] = None
         self.count = -1  # index of the newest input frame
@@ -73,12 +75,14 @@ class KalleSynthesizer:
         self.model = model
         self.codec = codec
         self.tokenizer = tokenizer
+        model.bos_id = getattr(tokenizer, "bos_id", None)  # dropped from a text that continues a prompt
         self.name = name
         self.voices: Dict[str, Voice] = {v.name: v for v in voices}
         self.default_voice = default_voice if default_voice in self.voices else next(iter(self.voices), None)
         self.meta: Dict[str, object] = {}  # model.yaml of a packed model dir (name, languages, ...)
         self.model_dir: Optional[Path] = None
-        self._adapted: Dict[int, tuple] = {}
+        # id(voice.lm_state) -> (lm_state, the LM carrying it), least recently used first; at most ADAPTED_KEPT.
+        self._adapted: "OrderedDict[int, Tuple[dict, KalleLM]]" = OrderedDict()
         self._lock = threading.Lock()
         self.int8 = int8  # generate with int8 backbone weights (adapt() still trains the float LM)
         # Run the LM backbone (the prompt, then each frame) in onnxruntime (CPU, backbones up to
@@ -86,10 +90,11 @@ class KalleSynthesizer:
         # It also runs the Flow-VAE's istft decoder (``codec.onnx_decoder``; ~5x less time per call).
         self.onnx_steps = True
         self._onnx_decoder: Optional[OnnxDecoder] = None
-        self._generators: Dict[tuple, Tuple[KalleLM, Optional[OnnxDecodeStep]]] = {}
+        # (id(lm), int8, onnx_steps) -> (lm, the LM that generates, its onnxruntime step): one per loaded LM and mode.
+        self._generators: Dict[tuple, Tuple[KalleLM, KalleLM, Optional[OnnxDecodeStep]]] = {}
         # Keys and values of each recent voice's speaker and prompt text, which open every sentence's prefix:
         # computed once per voice, so a sentence prefills only its own text and the prompt's frames.
-        self._voice_starts: "OrderedDict[tuple, PrefixState]" = OrderedDict()
+        self._voice_starts: "OrderedDict[tuple, Tuple[OnnxDecodeStep, PrefixState]]" = OrderedDict()
         # Most frames per decoder call: after the first frame (decoded alone, for time to first audio) calls take
         # 2, 4, ... frames up to this, so audio arrives in growing bursts, each made in far less time than it lasts.
         # The decoder's cost per frame falls with the block (mini-en, onnxruntime, 1 thread: ~0.6 / 0.45 / 0.22 ms at
@@ -109,20 +114,20 @@ class KalleSynthesizer:
         ``int8``: generate with int8 backbone weights (CPU only; faster, slightly different samples). ``None``
         uses the model dir's own choice (``int8_lm`` in model.yaml), False forces float.
         """
-        from espnet_kalle.codec.load import load_flow_vae
-        from espnet_kalle.tts.load import load_kalle
-
         root = resolve_model_dir(name_or_path)
-        meta = yaml.safe_load((root / "model.yaml").read_text(encoding="utf-8"))
-        model_lang(meta)  # a bad lang fails here, before the weights load
-        model, config = load_kalle(root / meta["lm_config"], root / meta["lm_model"], device)
-        codec = load_flow_vae(root / meta["codec_config"], root / meta["codec_model"], device).prepare_for_inference()
-        model.set_codec(codec)
-        voices = load_voice_dir(root / meta.get("voices_dir", "voices"))
+        meta = read_model_meta(root)  # a malformed or incomplete model.yaml fails here, before the weights load
+        try:
+            model, codec, tokenizer, voices = _load_parts(root, meta, device)
+        except KalleError:
+            raise
+        except FileNotFoundError as error:
+            raise ModelNotFound(f"{root}: {error}") from error
+        except Exception as error:  # noqa: BLE001 - corrupt weights or configs fail in many ways; all mean one thing
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ModelInvalid(f"{root}: cannot load the model: {first}") from error
         if int8 is None:
             int8 = bool(meta.get("int8_lm", False)) and torch.device(device).type == "cpu"
-        synth = cls(model, codec, build_tokenizer(config, root), voices, meta.get("name", root.name),
-                    meta.get("default_voice"), int8=int8)
+        synth = cls(model, codec, tokenizer, voices, meta.get("name", root.name), meta.get("default_voice"), int8=int8)
         synth.meta = meta
         synth.model_dir = root
         model.sentence_end_ids = set(synth.tokenizer.sentence_end_ids)
@@ -173,7 +178,7 @@ class KalleSynthesizer:
             if allow_files and voice.endswith(".pt") and Path(voice).is_file():
                 return Voice.load(voice)
             known = ", ".join(sorted(self.voices)) or "(none)"
-            raise KeyError(f"unknown voice {voice!r}; presets: {known}; or pass a seed or a .voice.pt file")
+            raise UnknownVoiceError(f"unknown voice {voice!r}; presets: {known}; or pass a seed or a .voice.pt file")
         raise TypeError(f"voice must be a preset name, a seed, a voice file or a Voice, not {type(voice).__name__}")
 
     def _samples(self, wav) -> np.ndarray:
@@ -185,14 +190,14 @@ class KalleSynthesizer:
         wav = self._samples(prompt_wav)
         seconds = wav.shape[0] / self.sample_rate
         if not MIN_PROMPT_SECONDS <= seconds <= MAX_PROMPT_SECONDS:
-            raise ValueError(
+            raise InputError(
                 f"prompt audio is {seconds:.1f} s; use {MIN_PROMPT_SECONDS:.0f}-{MAX_PROMPT_SECONDS:.0f} s of speech"
             )
         ids = self.tokenizer(prompt_text)
         rate = len(ids) / seconds
         low, high = PROMPT_TOKENS_PER_SECOND
         if not low <= rate <= high:
-            raise ValueError(
+            raise InputError(
                 f"the prompt text has {len(ids)} tokens for {seconds:.1f} s of audio ({rate:.1f}/s; speech is "
                 f"{low:g}-{high:g}/s): is it the transcript of this recording?"
             )
@@ -206,7 +211,7 @@ class KalleSynthesizer:
         (the ceiling of anything the LM generates). ``wav``: a path or 16 kHz float samples; same length out."""
         wav = self._samples(wav)
         if wav.size == 0:
-            raise ValueError("resynthesize needs audio, got 0 samples")
+            raise InputError("resynthesize needs audio, got 0 samples")
         with torch.inference_mode():
             mu, _ = self.codec.encode(torch.from_numpy(wav).view(1, 1, -1))
             out = self.codec.decode(mu)[0, 0, : wav.size]
@@ -231,7 +236,7 @@ class KalleSynthesizer:
         wav, ids, mu, log_sigma = posterior
         source = Path(str(prompt_wav)).name if isinstance(prompt_wav, (str, Path)) else "audio"
         if self.model.speaker is None and not continuation:
-            raise ValueError("this model has no speaker encoder: it clones by prompt continuation only")
+            raise InputError("this model has no speaker encoder: it clones by prompt continuation only")
         voice = Voice(name, prompt_text=prompt_text, description=f"cloned from {source}")
         if self.model.speaker is not None:
             voice.speaker = self.model.speaker_from_wav(wav)
@@ -277,25 +282,44 @@ class KalleSynthesizer:
 
     def _generator_for(self, voice: Voice) -> Tuple[KalleLM, Optional[OnnxDecodeStep]]:
         """The LM that generates for ``voice`` (the base LM, or a cached copy carrying a TTT voice's weights; the
-        base stays untouched) and the onnxruntime step that runs its frames (None: PyTorch runs them)."""
+        base stays untouched) and the onnxruntime step that runs its frames (None: PyTorch runs them).
+
+        Copying the LM and exporting its graphs take seconds: they run outside the lock, so other requests on a
+        shared synthesizer (a server's) go on meanwhile; two threads adapting the same voice at once keep one copy.
+        """
+        if voice.lm_state is None:
+            return self._generator(self.model.lm)
+        key = id(voice.lm_state)
         with self._lock:
-            lm = self.model.lm
-            if voice.lm_state is not None:
-                key = id(voice.lm_state)
-                if key not in self._adapted:
-                    adapted = copy.deepcopy(self.model.lm)
-                    adapted.load_state_dict(voice.lm_state)
-                    # Keep the state dict referenced so its id() cannot be reused by another voice.
-                    self._adapted[key] = (voice.lm_state, adapted.eval())
-                lm = self._adapted[key][1]
-            return self._generator(lm)
+            entry = self._adapted.get(key)
+            if entry is not None:
+                self._adapted.move_to_end(key)
+        if entry is None:
+            adapted = copy.deepcopy(self.model.lm)
+            adapted.load_state_dict(voice.lm_state)
+            with self._lock:
+                # Keep the state dict referenced so its id() cannot be reused by another voice while cached.
+                entry = self._adapted.setdefault(key, (voice.lm_state, adapted.eval()))
+                self._adapted.move_to_end(key)
+                while len(self._adapted) > ADAPTED_KEPT:
+                    _, (_, dropped) = self._adapted.popitem(last=False)
+                    for gen_key in [k for k, v in self._generators.items() if v[0] is dropped]:
+                        del self._generators[gen_key]
+        return self._generator(entry[1])
 
     def _generator(self, lm: KalleLM) -> Tuple[KalleLM, Optional[OnnxDecodeStep]]:
-        """``lm`` ready to generate in the current mode (int8, onnxruntime steps): made once, then cached."""
+        """``lm`` ready to generate in the current mode (int8, onnxruntime steps): made once (outside the lock),
+        then cached while ``lm`` is loaded."""
         key = (id(lm), self.int8, self.onnx_steps)
-        if key not in self._generators:
-            self._generators[key] = self._prepare(lm)
-        return self._generators[key]
+        with self._lock:
+            entry = self._generators.get(key)
+        if entry is None or entry[0] is not lm:
+            made = (lm, *self._prepare(lm))
+            with self._lock:
+                entry = self._generators.get(key)
+                if entry is None or entry[0] is not lm:
+                    entry = self._generators[key] = made
+        return entry[1], entry[2]
 
     def _prepare(self, lm: KalleLM) -> Tuple[KalleLM, Optional[OnnxDecodeStep]]:
         on_cpu = next(lm.parameters()).device.type == "cpu"
@@ -331,24 +355,33 @@ class KalleSynthesizer:
         speed: float = 1.0,
         seed: int = 0,
         cancel: Optional[threading.Event] = None,
-        pause_frames: int = 1,
+        pause_frames: int = SENTENCE_PAUSE_FRAMES,
+        first_sentence: int = 0,
+        lead_pause: bool = True,
     ) -> Iterator[np.ndarray]:
         """Yield float32 chunks of ``hop_length`` samples (80 ms) as they are generated.
 
         ``cancel`` (a threading.Event) stops generation before the next frame: callers in other threads use it
-        to interrupt. Sentences (``split_sentences``) are separated by ``pause_frames`` frames of zeros, and
-        sentence i samples with seed ``seed + i``: speaking sentences one by one with those seeds and pauses gives
-        the same audio. Concurrent calls from several threads are safe: each keeps its own cache and decoder state.
+        to interrupt. Concurrent calls from several threads are safe: each keeps its own cache and decoder state.
+
+        The sentence rule, the one of every caller: the text's sentences (``split_sentences``) are sentences
+        ``first_sentence``, ``first_sentence + 1``, ... of an utterance; sentence i samples with seed ``seed + i``
+        and, for i > 0, follows ``pause_frames`` frames of zeros. Speaking an utterance's sentences one call each,
+        with their index, therefore gives the audio of one call on the whole text. ``lead_pause=False`` leaves out
+        the pause before this text's first sentence (a caller that puts its own silence there, e.g. SSML's break).
         """
-        return self._audio(text, voice, temperature, speed, seed, cancel, pause_frames, first_block=1)
+        return self._audio(text, voice, temperature, speed, seed, cancel, pause_frames, first_sentence,
+                           lead_pause, first_block=1)
 
     def _audio(self, text: str, voice: VoiceLike, temperature: Optional[float], speed: float, seed: int,
-               cancel: Optional[threading.Event], pause_frames: int, first_block: int) -> Iterator[np.ndarray]:
+               cancel: Optional[threading.Event], pause_frames: int, first_sentence: int, lead_pause: bool,
+               first_block: int) -> Iterator[np.ndarray]:
         """``stream``'s chunks, decoding each sentence's first ``first_block`` frames in one decoder call."""
         resolved = self.voice(voice)
         token_ids = self.check_text(text)  # fail before any audio if a sentence is unspeakable
-        for index, ids in enumerate(token_ids):
-            if index and pause_frames:
+        for offset, ids in enumerate(token_ids):
+            index = first_sentence + offset
+            if index and (offset or lead_pause):
                 for _ in range(pause_frames):
                     yield np.zeros(self.hop_length, dtype=np.float32)
             for chunk in self._stream_sentence(ids, resolved, temperature, speed, seed + index, cancel, first_block):
@@ -386,35 +419,25 @@ class KalleSynthesizer:
         on_cpu = next(self.codec.parameters()).device.type == "cpu"
         if not (self.onnx_steps and on_cpu and can_export_decoder(self.codec.decoder)):
             return self.codec.stream_decoder()
-        with self._lock:
-            if self._onnx_decoder is None:
-                self._onnx_decoder = OnnxDecoder(self.codec.decoder, self.codec.latent_dim)
+        if self._onnx_decoder is None:  # exported once, at loading (a race exports twice and keeps one)
+            self._onnx_decoder = OnnxDecoder(self.codec.decoder, self.codec.latent_dim)
         return self._onnx_decoder.stream()
 
     def _frames(self, ids, voice: Voice, temperature, speed, seed, cancel) -> Iterator[torch.Tensor]:
-        """The latent frames [D] of one sentence as the LM samples them, resampled in time for ``speed``."""
+        """The latent frames [D] of one sentence as the LM samples them (``KallE.iter_frames``, seeded by ``seed``),
+        resampled in time for ``speed``."""
         lm, decode_step = self._generator_for(voice)
-        config = self.model.generation_config(temperature=temperature)
         resampler = FrameRateChanger(speed)
-        bos = getattr(self.tokenizer, "bos_id", None)
-        for piece in self.model.split_text(torch.tensor(ids)):
-            if voice.prompt_ids is not None and bos is not None and piece.numel() and int(piece[0]) == bos:
-                piece = piece[1:]  # the released wiring: prompt ids (with BOS) + target ids without BOS
-            full = piece if voice.prompt_ids is None else torch.cat([voice.prompt_ids, piece])
-            with torch.inference_mode():
-                prefix = lm.prefix(full, voice.speaker, voice.prompt_latents)
-            start = self._voice_start(voice, lm, decode_step, prefix)
-            if start is not None:
-                prefix = prefix[start.length :]
-            steps = iter_generate(lm, [prefix], [piece.numel()], config, seeded_generators([seed]),
-                                  decode_step=decode_step, start=start)
-            try:
-                for z, _ in steps:
-                    if cancel is not None and cancel.is_set():
-                        return
-                    yield from resampler.push(z[0])
-            finally:
-                steps.close()
+        frames = self.model.iter_frames(
+            torch.as_tensor(ids), self.model.generation_config(temperature=temperature),
+            seeded_generators([seed])[0], voice.speaker, voice.prompt_ids, voice.prompt_latents, lm=lm,
+            decode_step=decode_step, voice_start=lambda prefix: self._voice_start(voice, lm, decode_step, prefix),
+            cancel=cancel)
+        try:
+            for z in frames:
+                yield from resampler.push(z)
+        finally:
+            frames.close()
 
     def _voice_start(self, voice: Voice, lm: KalleLM, decode_step: Optional[OnnxDecodeStep],
                      prefix: torch.Tensor) -> Optional[PrefixState]:
@@ -425,13 +448,13 @@ class KalleSynthesizer:
         length = lm.speaker_positions + int(voice.prompt_ids.numel())
         key = (id(decode_step), _tensor_key(voice.speaker), _tensor_key(voice.prompt_ids))
         with self._lock:
-            state = self._voice_starts.get(key)
-            if state is not None:
+            entry = self._voice_starts.get(key)
+            if entry is not None and entry[0] is decode_step:  # not a dropped step whose id() was reused
                 self._voice_starts.move_to_end(key)
-                return state
+                return entry[1]
         state = decode_step.prefix_state(prefix[None, :length])
         with self._lock:
-            self._voice_starts[key] = state
+            self._voice_starts[key] = (decode_step, state)
             while len(self._voice_starts) > VOICE_STARTS_KEPT:
                 self._voice_starts.popitem(last=False)
         return state
@@ -444,9 +467,25 @@ class KalleSynthesizer:
     def synthesize(self, text: str, voice: VoiceLike = None, temperature: Optional[float] = None,
                    speed: float = 1.0, seed: int = 0) -> np.ndarray:
         """The whole utterance as float32 mono at ``sample_rate`` (``stream``'s audio, decoded in fewer calls)."""
-        chunks = list(self._audio(text, voice, temperature, speed, seed, cancel=None, pause_frames=1,
+        chunks = list(self._audio(text, voice, temperature, speed, seed, None, SENTENCE_PAUSE_FRAMES, 0, True,
                                   first_block=self.decode_block_frames))
         return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+
+def _load_parts(root: Path, meta: Dict[str, object], device: str) -> Tuple[object, object, Tokenizer, List[Voice]]:
+    """The model dir's LM (with its codec set), codec, tokenizer and preset voices."""
+    from espnet_kalle.codec.load import load_flow_vae
+    from espnet_kalle.tts.load import load_kalle
+
+    model, config = load_kalle(root / str(meta["lm_config"]), root / str(meta["lm_model"]), device)
+    codec = load_flow_vae(root / str(meta["codec_config"]), root / str(meta["codec_model"]), device)
+    codec = codec.prepare_for_inference()
+    model.set_codec(codec)
+    try:
+        voices = load_voice_dir(root / str(meta.get("voices_dir", "voices")))
+    except InputError as error:  # a preset the model dir ships is the model's fault, not the caller's
+        raise ModelInvalid(f"{root}: preset voice: {error}") from error
+    return model, codec, build_tokenizer(config, root), voices
 
 
 def _tensor_key(tensor: Optional[torch.Tensor]) -> Optional[tuple]:

@@ -13,13 +13,15 @@ import logging
 import re
 from typing import Any, List, Mapping, Sequence
 
+from espnet_kalle.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;])[\"')\]]*\s+")
 _CLAUSE_BREAK = re.compile(r"(?<=[,:])\s+")
 
 
-class TextError(ValueError):
+class TextError(InputError):
     """Text that cannot be spoken (empty, or nothing the model knows how to say)."""
 
 

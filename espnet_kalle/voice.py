@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 import torch
 
 from espnet_kalle.checkpoint import load_weights, save_atomic
+from espnet_kalle.errors import InputError
 
 
 @dataclass(eq=False)  # identity equality: comparing tensor fields elementwise would raise
@@ -49,9 +50,13 @@ class Voice:
 
     @classmethod
     def load(cls, path: str | Path) -> "Voice":
-        data = load_weights(path, "voice file")
+        """A saved voice; a missing or unreadable file is the caller's bad input (``InputError``)."""
+        try:
+            data = load_weights(path, "voice file")
+        except (OSError, ValueError) as error:
+            raise InputError(str(error)) from error
         if not isinstance(data, dict) or "name" not in data:
-            raise ValueError(f"{path} is not a voice file")
+            raise InputError(f"{path} is not a voice file")
         return cls(**{k: data.get(k) for k in ("name", "speaker", "prompt_ids", "prompt_latents", "lm_state")},
                    description=data.get("description") or "", seed=data.get("seed"),
                    prompt_text=data.get("prompt_text") or "", tags=dict(data.get("tags") or {}))

@@ -7,6 +7,7 @@ kept valid after every chunk (another program can play it while it is being writ
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import Optional, Type
@@ -14,16 +15,23 @@ from typing import Optional, Type
 import numpy as np
 import soundfile as sf
 
+from espnet_kalle.atomic import atomic_path
+
 
 class StreamingWavWriter:
     def __init__(self, path: str | Path, sample_rate: int, flush_every_write: bool = False):
         self.path = Path(path)
         self.flush_every_write = flush_every_write
-        self.target = self.path if flush_every_write else self.path.with_name(f".{self.path.name}.partial")
         if self.path.parent and not self.path.parent.exists():
             raise FileNotFoundError(f"output directory does not exist: {self.path.parent}")
-        self._file = sf.SoundFile(self.target, "w", samplerate=sample_rate, channels=1, subtype="PCM_16",
-                                  format="WAV")
+        self._atomic = ExitStack()
+        self.target = self.path if flush_every_write else self._atomic.enter_context(atomic_path(self.path))
+        try:
+            self._file = sf.SoundFile(self.target, "w", samplerate=sample_rate, channels=1, subtype="PCM_16",
+                                      format="WAV")
+        except BaseException as error:
+            self._atomic.__exit__(type(error), error, error.__traceback__)  # removes the temporary file
+            raise
 
     def write(self, chunk: np.ndarray) -> None:
         self._file.write(np.clip(np.asarray(chunk, dtype=np.float32), -1.0, 1.0))
@@ -36,8 +44,4 @@ class StreamingWavWriter:
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         self._file.close()
-        if self.target != self.path:
-            if exc_type is None:
-                self.target.replace(self.path)
-            else:
-                self.target.unlink(missing_ok=True)
+        self._atomic.__exit__(exc_type, exc, tb)  # renames the finished file into place, or removes it

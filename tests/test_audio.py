@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from espnet_kalle.audio import AudioError, load_audio, read_wav_scp, resample, save_audio
+from espnet_kalle.audio import AudioError, load_audio, resample, save_audio
+from espnet_kalle.kaldi_io import read_wav_scp
 
 
 def dominant_frequency(wav: np.ndarray, sample_rate: int) -> float:
@@ -131,7 +132,14 @@ def test_save_audio_replaces_existing_file(tmp_path):
 def test_read_wav_scp(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("utt1 /data/a.wav\n\nutt2 rel/dir/b.flac\nutt3 cat /data/c.wav |\n")
-    assert read_wav_scp(scp) == [("utt1", "/data/a.wav"), ("utt2", "rel/dir/b.flac"), ("utt3", "/data/c.wav")]
+    expected = [("utt1", "/data/a.wav"), ("utt2", "rel/dir/b.flac"), ("utt3", "/data/c.wav")]
+    assert list(read_wav_scp(scp).items()) == expected
+
+
+def test_read_wav_scp_keeps_commands_for_the_formatting_stage(tmp_path):
+    scp = tmp_path / "wav.scp"
+    scp.write_text("utt1 sox /data/a.flac -t wav - |\nutt2 cat /data/b.wav |\n")
+    assert read_wav_scp(scp, commands=True) == {"utt1": "sox /data/a.flac -t wav - |", "utt2": "/data/b.wav"}
 
 
 @pytest.mark.parametrize(
@@ -152,5 +160,5 @@ def test_read_wav_scp_refuses(tmp_path, line, message):
 def test_read_wav_scp_duplicate_ids(tmp_path):
     scp = tmp_path / "wav.scp"
     scp.write_text("utt1 a.wav\nutt1 b.wav\n")
-    with pytest.raises(ValueError, match="duplicate utterance id 'utt1'"):
+    with pytest.raises(ValueError, match="duplicate key 'utt1'"):
         read_wav_scp(scp)

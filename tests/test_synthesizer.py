@@ -265,7 +265,7 @@ def test_a_voice_start_is_prefilled_once_and_gives_the_same_speech(synth, prompt
     starts = []
     original = type(step).prefix_state
     monkeypatch.setattr(type(step), "prefix_state", lambda self, x: starts.append(x.shape[1]) or original(self, x))
-    import espnet_kalle.synthesizer as module
+    import espnet_kalle.tts.kalle as module  # where frames are generated (KallE.iter_frames)
 
     prefixes = []
     generate = module.iter_generate

@@ -24,7 +24,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -32,10 +31,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from espnet_kalle.audio import AudioError, load_audio, read_wav_scp
+from espnet_kalle.atomic import atomic_path, write_text_atomic
+from espnet_kalle.audio import AudioError, load_audio
+from espnet_kalle.bin.cli import EXIT_INPUT, ArgumentParser, check_device, check_output_dir, run_main
 from espnet_kalle.codec.load import load_flow_vae
+from espnet_kalle.errors import InputError, ModelInvalid, ModelNotFound
+from espnet_kalle.kaldi_io import read_wav_scp
 
-log = logging.getLogger("kalle-extract-latents")
+PROG = "kalle-extract-latents"
+log = logging.getLogger(PROG)
 
 
 # ---------------------------------------------------------------------------------------------- codec loading
@@ -81,14 +85,8 @@ def npy_frames(path: Path, width: int) -> Optional[int]:
 
 
 def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
 
 
 class Extractor:
@@ -176,9 +174,9 @@ def _run_in_worker(batch):
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
-def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="kalle-extract-latents",
+def get_parser() -> ArgumentParser:
+    p = ArgumentParser(
+        prog=PROG,
         description="Extract Flow-VAE posterior latents concat(mu, log_sigma) [F, 2D] as npy for LM training.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -186,8 +184,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--codec-model", type=Path, help="model file (.pth) of the codec experiment")
     p.add_argument("--codec-dir", type=Path, help="codec experiment dir (config.yaml + *.pth), instead of the above")
     p.add_argument("--wav-scp", type=Path, required=True, help="Kaldi-style wav.scp: 'utt_id path' per line")
-    p.add_argument("--out-dir", type=Path, required=True)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--out-dir", type=Path, required=True, help="where data/, feats.scp, feats_shape ... go")
+    p.add_argument("--device", default="cpu", help="torch device of the encoder (cpu, cuda, cuda:1)")
     p.add_argument("--batch-size", type=int, default=1, help="utterances per encoder call")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (each loads the codec)")
     p.add_argument("--speaker-mel", action="store_true", help="append the raw log-mel of each 80 ms to each row")
@@ -197,26 +195,27 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _resolve_codec(args, parser) -> Tuple[Path, Path]:
+def _resolve_codec(args: argparse.Namespace) -> Tuple[Path, Path]:
+    """The codec's config and model file; a missing one is a missing model (``ModelNotFound``)."""
     if args.codec_dir is not None:
         if args.codec_config is not None:
-            parser.error("give --codec-dir or --codec-config, not both")
+            raise InputError("give --codec-dir or --codec-config, not both")
         try:
-            return find_codec_files(args.codec_dir, args.codec_model)
+            config, model = find_codec_files(args.codec_dir, args.codec_model)
         except FileNotFoundError as e:
-            parser.error(str(e))
-    if args.codec_config is None or args.codec_model is None:
-        parser.error("give --codec-config and --codec-model, or --codec-dir")
-    for f in (args.codec_config, args.codec_model):
+            raise ModelNotFound(str(e)) from e
+    elif args.codec_config is None or args.codec_model is None:
+        raise InputError("give --codec-config and --codec-model, or --codec-dir")
+    else:
+        config, model = args.codec_config, args.codec_model
+    for f in (config, model):
         if not f.is_file():
-            parser.error(f"{f}: no such file")
-    return args.codec_config, args.codec_model
+            raise ModelNotFound(f"{f}: no such file")
+    return config, model
 
 
 def _write_atomic(path: Path, lines: Sequence[str]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def _check_info(info_path: Path, info: Dict, overwrite: bool) -> None:
@@ -224,39 +223,47 @@ def _check_info(info_path: Path, info: Dict, overwrite: bool) -> None:
         old = json.loads(info_path.read_text(encoding="utf-8"))
         if old != info:
             diff = {k: (old.get(k), v) for k, v in info.items() if old.get(k) != v}
-            raise SystemExit(
-                f"kalle-extract-latents: {info_path.parent} holds latents of another codec ({diff}); "
+            raise InputError(
+                f"{info_path.parent} holds latents of another codec ({diff}); "
                 "pass --overwrite to replace them or choose another --out-dir"
             )
     _write_atomic(info_path, [json.dumps(info, indent=1, sort_keys=True)])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = get_parser()
-    args = parser.parse_args(argv)
+    """Exit codes: 0 ok, 2 bad input (options, wav.scp, output dir, or audio that failed: see errors.txt),
+    3 codec missing or unreadable (``espnet_kalle.bin.cli``)."""
+    return run_main(PROG, lambda: _run(argv), model="the codec")
+
+
+def _run(argv: Optional[Sequence[str]]) -> int:
+    args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.batch_size < 1 or args.nj < 1:
-        parser.error("--batch-size and --nj must be >= 1")
-    config, model = _resolve_codec(args, parser)
+        raise InputError("--batch-size and --nj must be >= 1")
+    check_device(args.device)
+    check_output_dir(args.out_dir, "--out-dir")
     try:
-        entries = read_wav_scp(args.wav_scp)
-    except (OSError, ValueError) as e:
-        parser.error(str(e))
+        entries = list(read_wav_scp(args.wav_scp).items())
+    except OSError as e:
+        raise InputError(f"--wav-scp {args.wav_scp}: {e.strerror or e}") from e
+    except ValueError as e:
+        raise InputError(str(e)) from e
     if not entries:
-        parser.error(f"{args.wav_scp}: no utterances")
+        raise InputError(f"{args.wav_scp}: no utterances")
+    config, model = _resolve_codec(args)
 
     try:
         codec = load_flow_vae(config, model, args.device)
     except (OSError, ValueError) as e:
-        print(f"kalle-extract-latents: cannot load the codec: {e}", file=sys.stderr)
-        return 1
+        raise ModelInvalid(str(e)) from e
     out_dir = args.out_dir.resolve()
     data_dir = out_dir / "data"
     mel_bins = args.mel_bins if args.speaker_mel else 0
     try:
         extractor = Extractor(codec, args.device, data_dir, mel_bins)
     except ValueError as e:
-        parser.error(str(e))
+        raise InputError(str(e)) from e
     mel_per_frame = codec.hop_length // extractor.mel.hop if extractor.mel is not None else 0
     width = 2 * codec.latent_dim + mel_per_frame * mel_bins
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -333,7 +340,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         errors_path.unlink(missing_ok=True)
     log.info(summary)
     if errors and not args.allow_errors:
-        return 1
+        return EXIT_INPUT
     return 0
 
 

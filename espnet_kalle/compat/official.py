@@ -44,6 +44,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from espnet_kalle.errors import ModelInvalid
+
 logger = logging.getLogger(__name__)
 
 # <|SPEECH_UNDERSTANDING_END|>, <|SPEECH_GENERATION_START|> of the released Llama-3 tokenizer.
@@ -72,7 +74,7 @@ _OUR_TOP = {"encoder": "audio_encoder", "flow": "flow", "decoder": None}
 _WRAPPER_LEVELS = {"conv", "block"}
 
 
-class ConversionError(ValueError):
+class ConversionError(ModelInvalid):
     """A checkpoint that does not match the released layout (names every offending tensor)."""
 
 

@@ -19,8 +19,10 @@ from typing import Any, Dict, List, Optional
 import torch
 import yaml
 
+from espnet_kalle.atomic import write_text_atomic
 from espnet_kalle.checkpoint import load_state_dict, save_atomic
 from espnet_kalle.languages import DEFAULT_LANG, check_lang
+from espnet_kalle.pretrained import FORMAT
 from espnet_kalle.pretrained.presets import CANDIDATES_PER_VOICE, write_presets
 from espnet_kalle.tts.load import read_train_config
 
@@ -52,7 +54,7 @@ def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, An
     (out / CODEC_CONFIG).write_text(yaml.safe_dump(codec_config, sort_keys=False), encoding="utf-8")
     save_atomic(_half(codec_state) if half else codec_state, out / CODEC_MODEL)
     meta = {
-        "format": "espnet-kalle/1",
+        "format": FORMAT,
         "name": name or out.name,
         "lm_config": LM_CONFIG,
         "lm_model": LM_MODEL,
@@ -61,7 +63,7 @@ def write_model_dir(out: Path, lm_config: Dict[str, Any], lm_state: Dict[str, An
         "voices_dir": "voices",
         **(extra_meta or {}),
     }
-    (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    write_text_atomic(out / "model.yaml", yaml.safe_dump(meta, sort_keys=False))  # last: the dir is complete
     (out / "voices").mkdir(exist_ok=True)
     return meta
 

@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import yaml
 
+from espnet_kalle.atomic import write_text_atomic
 from espnet_kalle.scoring.speaker_sim import unit
 from espnet_kalle.voice import Voice
 
@@ -165,7 +166,7 @@ def write_presets(model_dir: Path, synth, n_voices: int, n_candidates: Optional[
     meta.pop("default_voice", None)
     if presets:
         meta["default_voice"] = presets[len(presets) // 2].name
-    meta_path.write_text(yaml.safe_dump(meta, sort_keys=False), encoding="utf-8")
+    write_text_atomic(meta_path, yaml.safe_dump(meta, sort_keys=False))
     return presets
 
 

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import yaml
 
-from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp, write_kaldi_map
 
 DEFAULT_CONFIG = {
     "systems": {"presets": "all", "clone": True, "ttt": True, "resynth": True},
@@ -73,7 +73,7 @@ def choose_prompts(data_dir: Path, prompt_dir: Optional[Path], fs: int, min_s: f
     sources.append(data_dir)
     prompts = {}
     for src in sources:
-        wavs, texts, spk = read_kaldi_map(src / "wav.scp"), read_kaldi_map(src / "text"), read_kaldi_map(src / "utt2spk")
+        wavs, texts, spk = read_wav_scp(src / "wav.scp"), read_kaldi_map(src / "text"), read_kaldi_map(src / "utt2spk")
         lengths = read_kaldi_map(src / "utt2num_samples") if (src / "utt2num_samples").is_file() else {}
         for utt in sorted(spk):
             s = spk[utt]
@@ -152,7 +152,7 @@ def synth(args, conf) -> None:
     from espnet_kalle.voice import Voice
 
     text = read_kaldi_map(args.data_dir / "text")
-    recordings = read_kaldi_map(args.data_dir / "wav.scp")
+    recordings = read_wav_scp(args.data_dir / "wav.scp")
     mine = [row for i, row in enumerate(read_plan(args.out_dir)) if i % args.nj == args.job - 1]
     model = KalleSynthesizer.from_pretrained(args.model_dir, device=args.device)
     voices: Dict[str, Voice] = {}

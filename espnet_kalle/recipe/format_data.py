@@ -25,7 +25,7 @@ import numpy as np
 import soundfile as sf
 
 from espnet_kalle.audio import AudioError, resample, save_audio
-from espnet_kalle.kaldi_io import read_kaldi_map, write_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp, write_kaldi_map
 
 
 def read_source(spec: str) -> tuple[np.ndarray, int]:
@@ -61,7 +61,7 @@ def num_samples_if_done(path: Path, fs: int) -> Optional[int]:
 
 
 def run_job(src: Path, dst: Path, fs: int, job: int, nj: int) -> int:
-    wav_scp = read_kaldi_map(src / "wav.scp")
+    wav_scp = read_wav_scp(src / "wav.scp", commands=True)
     (dst / "data").mkdir(parents=True, exist_ok=True)
     (dst / "split").mkdir(parents=True, exist_ok=True)
     scp, lengths, errors = {}, {}, {}
@@ -98,7 +98,7 @@ def merge(src: Path, dst: Path, nj: int, min_seconds: float, max_seconds: float,
         for name in ("wav.scp", "utt2num_samples", "errors"):
             if not (dst / "split" / f"{name}.{job}").is_file():
                 raise SystemExit(f"format_data: {dst}/split/{name}.{job} missing: did job {job} run?")
-        scp.update(read_kaldi_map(dst / "split" / f"wav.scp.{job}"))
+        scp.update(read_wav_scp(dst / "split" / f"wav.scp.{job}"))
         lengths.update({k: int(v) for k, v in read_kaldi_map(dst / "split" / f"utt2num_samples.{job}").items()})
         dropped.update({k: f"audio error: {v}" for k, v in read_kaldi_map(dst / "split" / f"errors.{job}").items()})
     text = read_kaldi_map(src / "text")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.atomic import write_text_atomic
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp
 
 FILES = ("wav.scp", "text", "utt2spk", "spk2utt")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -71,7 +72,7 @@ def read_data_dir(data_dir: str | Path) -> list[Utterance]:
     """Read a data dir back (for tests and later stages); raises if the four files disagree."""
     validate_data_dir(data_dir)
     d = Path(data_dir)
-    wavs = read_kaldi_map(d / "wav.scp")
+    wavs = read_wav_scp(d / "wav.scp")
     texts = read_kaldi_map(d / "text")
     spks = read_kaldi_map(d / "utt2spk")
     return [Utterance(u, spks[u], wavs[u], texts[u]) for u in wavs]
@@ -121,11 +122,7 @@ def check_speaker_order(utt_spk: list[tuple[str, str]], where: str) -> None:
 
 def write_lines(path: Path, lines: Iterable[str]) -> None:
     """One line per item, in the given order, replaced atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        for line in lines:
-            f.write(line + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(line + "\n" for line in lines))
 
 
 def _lines(path: Path) -> list[str]:

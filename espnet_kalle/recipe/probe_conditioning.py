@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from espnet_kalle.audio import load_audio
-from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp
 from espnet_kalle.lm.next_distribution import next_distribution_loss
 from espnet_kalle.lm.quantize import quantize_lm
 from espnet_kalle.recipe.probe_io import emit, missing_data_file
@@ -50,7 +50,7 @@ def probe(model_dir: str, data_dir: Path, num_utts: int = 40, seed: int = 0) -> 
         raise SystemExit("probe_conditioning scores predicted distributions: it needs a gaussian_kl (KALL-E) model")
     lm = synth.model.lm.float().eval()
     int8_lm = quantize_lm(lm)
-    texts, wavs = read_kaldi_map(data_dir / "text"), read_kaldi_map(data_dir / "wav.scp")
+    texts, wavs = read_kaldi_map(data_dir / "text"), read_wav_scp(data_dir / "wav.scp")
     utt2spk_path = data_dir / "utt2spk"
     utt2spk = read_kaldi_map(utt2spk_path) if utt2spk_path.is_file() else {u: u for u in wavs}
     utts = [u for u in wavs if texts.get(u)][:num_utts]

@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from espnet_kalle.audio import load_audio
-from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp
 from espnet_kalle.recipe.probe_io import emit, missing_data_file
 from espnet_kalle.scoring.asr_wer import ASR, WordErrors, make_asr, sum_errors, word_errors
 from espnet_kalle.voice import Voice
@@ -113,7 +113,7 @@ def probe(synth, data_dir: Path, asr: ASR, num_utts: int = 20, temperatures: Seq
     """Per system: corpus WER, mean length ratio, share of sentences cut by the frame limit, sentences."""
     if synth.model.lm.head_type != "gaussian_kl":
         raise ValueError("probe_freerun decodes predicted means: it needs a gaussian_kl (KALL-E) model")
-    texts, wavs = read_kaldi_map(data_dir / "text"), read_kaldi_map(data_dir / "wav.scp")
+    texts, wavs = read_kaldi_map(data_dir / "text"), read_wav_scp(data_dir / "wav.scp")
     speakers = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
     all_utts = [u for u in wavs if texts.get(u)]
     utts = all_utts[:num_utts]

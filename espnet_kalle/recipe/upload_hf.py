@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import yaml
 
-from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp
 from espnet_kalle.languages import model_lang
 
 CARD = "README.md"
@@ -42,7 +42,7 @@ def data_summary(data_dir: Path, fs: int) -> Dict[str, object]:
     """Utterances, speakers and hours of a formatted data dir (wav.scp, utt2spk, utt2num_samples of stage 2)."""
     if not (data_dir / "wav.scp").is_file():
         raise FileNotFoundError(f"{data_dir}/wav.scp not found (a data dir of stage 2)")
-    summary: Dict[str, object] = {"set": data_dir.name, "utterances": len(read_kaldi_map(data_dir / "wav.scp"))}
+    summary: Dict[str, object] = {"set": data_dir.name, "utterances": len(read_wav_scp(data_dir / "wav.scp"))}
     if (data_dir / "utt2spk").is_file():
         summary["speakers"] = len(set(read_kaldi_map(data_dir / "utt2spk").values()))
     if (data_dir / "utt2num_samples").is_file():

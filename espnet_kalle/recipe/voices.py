@@ -13,11 +13,12 @@ databases are licensed for NON-COMMERCIAL, NON-MILITARY use only, so a corpus ma
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from espnet_kalle.atomic import atomic_path, write_text_atomic
 
 SAMPLE_RATE = 16000
 
@@ -124,33 +125,29 @@ def synthesize(voice: Voice, text: str, out_wav: str | Path) -> None:
     """
     out = Path(out_wav)
     raw = out.with_name(out.stem + ".raw.wav")
-    tmp = out.with_name(out.stem + ".tmp.wav")
-    phones_tmp = out.with_name(out.stem + ".tmp.phones")
     try:
-        if voice.engine == "flite":
-            cmd = ["flite", "-voice", voice.voice, "-psdur"]
-            for key, value in voice.features.items():
-                cmd += ["--setf", f"{key}={value}"]
-            cmd += ["-t", text, "-o", str(raw)]
-        elif voice.engine == "espeak":
-            cmd = ["espeak-ng", "-v", voice.voice, "-w", str(raw), text]
-        else:
-            raise ValueError(f"unknown engine {voice.engine}")
-        printed = _run(cmd)
-        if has_timings(voice):
-            segments = [token for token in printed.split() if ":" in token]
-            if not segments:
-                raise RuntimeError(f"{voice.name}: flite printed no phone timings for {text!r}")
-            phones_tmp.write_text(" ".join(segments) + "\n", encoding="utf-8")
-            os.replace(phones_tmp, timings_path(out))
-        _run(["sox", "-q", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
-              str(tmp), *voice.sox_effects, "rate", "-h", str(SAMPLE_RATE)])
-        if tmp.stat().st_size <= 44:
-            raise RuntimeError(f"{voice.name}: empty audio for {text!r}")
-        os.replace(tmp, out)
+        with atomic_path(out, suffix=".wav") as tmp:
+            if voice.engine == "flite":
+                cmd = ["flite", "-voice", voice.voice, "-psdur"]
+                for key, value in voice.features.items():
+                    cmd += ["--setf", f"{key}={value}"]
+                cmd += ["-t", text, "-o", str(raw)]
+            elif voice.engine == "espeak":
+                cmd = ["espeak-ng", "-v", voice.voice, "-w", str(raw), text]
+            else:
+                raise ValueError(f"unknown engine {voice.engine}")
+            printed = _run(cmd)
+            if has_timings(voice):
+                segments = [token for token in printed.split() if ":" in token]
+                if not segments:
+                    raise RuntimeError(f"{voice.name}: flite printed no phone timings for {text!r}")
+                write_text_atomic(timings_path(out), " ".join(segments) + "\n")
+            _run(["sox", "-q", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
+                  str(tmp), *voice.sox_effects, "rate", "-h", str(SAMPLE_RATE)])
+            if tmp.stat().st_size <= 44:
+                raise RuntimeError(f"{voice.name}: empty audio for {text!r}")
     finally:
-        for p in (raw, tmp, phones_tmp):
-            p.unlink(missing_ok=True)
+        raw.unlink(missing_ok=True)
 
 
 def _run(cmd: list[str]) -> str:

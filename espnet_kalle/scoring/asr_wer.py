@@ -1,11 +1,11 @@
 """Intelligibility as word error rate of an offline ASR on the synthesized audio.
 
 The default ASR is pocketsphinx's en-us model because its acoustic model and LM ship inside the wheel (nothing
-downloads). It is fragile to sample conversion, so it is fed the exact int16 samples of 16 kHz audio (rounded,
-never truncated; ``notes/evaluation.md``). A Whisper model is used instead only when the user points at local
-weights: a Hugging Face model dir (``config.json``, loaded by transformers), a CTranslate2 dir (``model.bin``,
-faster-whisper) or an openai-whisper ``*.pt`` file. Both sides are normalised (case, punctuation, digits) before
-jiwer aligns them, so the score measures words, not formatting.
+downloads). It is fragile to sample conversion, so it is fed int16 samples of 16 kHz audio made the project's
+one way (``espnet_kalle.pcm.to_int16``: rounded, never truncated). A Whisper model is used instead only when the
+user points at local weights: a Hugging Face model dir (``config.json``, loaded by transformers), a CTranslate2 dir
+(``model.bin``, faster-whisper) or an openai-whisper ``*.pt`` file. Both sides are normalised (case, punctuation,
+digits) before jiwer aligns them, so the score measures words, not formatting.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import List, Optional, Protocol, Sequence
 import numpy as np
 
 from espnet_kalle.audio import resample
+from espnet_kalle.errors import ModelNotFound
+from espnet_kalle.pcm import to_int16
 from espnet_kalle.scoring.deps import ScorerUnavailable, require, version
 
 ASR_SAMPLE_RATE = 16000
@@ -116,11 +118,6 @@ class ASR(Protocol):
     def transcribe(self, wav: np.ndarray, sample_rate: int) -> str: ...
 
 
-def to_int16(wav: np.ndarray) -> np.ndarray:
-    """float [-1, 1) -> int16 by rounding (x * 32768), the inverse of libsndfile's int16 -> float scaling."""
-    return np.clip(np.rint(np.asarray(wav, dtype=np.float64) * 32768.0), -32768, 32767).astype(np.int16)
-
-
 class PocketSphinxASR:
     """pocketsphinx 5 en-us decoder (model files inside the wheel); one decoder reused across utterances."""
 
@@ -145,7 +142,7 @@ class WhisperASR:
     def __init__(self, model_path: str, device: str = "cpu") -> None:
         path = Path(model_path)
         if not path.exists():
-            raise FileNotFoundError(f"{model_path}: no such Whisper model (weights are never downloaded)")
+            raise ModelNotFound(f"{model_path}: no such Whisper model (weights are never downloaded)")
         self.name = f"whisper ({path.name})"
         if path.is_dir() and (path / "config.json").is_file():
             self._backend = "transformers"
@@ -199,6 +196,5 @@ __all__: List[str] = [
     "make_asr",
     "normalize_text",
     "sum_errors",
-    "to_int16",
     "word_errors",
 ]

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Union
 
-from espnet_kalle.audio import read_wav_scp
-from espnet_kalle.kaldi_io import read_kaldi_map
+from espnet_kalle.kaldi_io import read_kaldi_map, read_wav_scp
 from espnet_kalle.scoring.rtf import Timing, read_rtf_file
 
 PathLike = Union[str, Path]
@@ -43,7 +42,7 @@ def load_ref_dir(ref_dir: PathLike) -> RefSet:
     for name in ("wav.scp", "text"):
         if not (d / name).is_file():
             raise FileNotFoundError(f"{d}: no {name} (a reference dir needs wav.scp, text and utt2spk)")
-    wavs = {u: _resolve(p, d) for u, p in read_wav_scp(d / "wav.scp")}
+    wavs = {u: _resolve(p, d) for u, p in read_wav_scp(d / "wav.scp").items()}
     text = read_kaldi_map(d / "text")
     spk_file = d / "utt2spk"
     utt2spk = read_kaldi_map(spk_file) if spk_file.is_file() else {u: u for u in wavs}
@@ -63,7 +62,7 @@ def load_hyp_dir(hyp_dir: PathLike, name: Optional[str] = None, rtf_file: Option
     if not d.is_dir():
         raise FileNotFoundError(f"{d}: no such hypothesis dir")
     if (d / "wav.scp").is_file():
-        wavs = {u: _resolve(p, d) for u, p in read_wav_scp(d / "wav.scp")}
+        wavs = {u: _resolve(p, d) for u, p in read_wav_scp(d / "wav.scp").items()}
     else:
         wav_dir = d / "wav" if (d / "wav").is_dir() else d
         wavs = {p.stem: str(p) for p in sorted(wav_dir.glob("*.wav"))}

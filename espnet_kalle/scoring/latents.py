@@ -14,7 +14,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from espnet_kalle.audio import read_wav_scp
+from espnet_kalle.kaldi_io import read_kaldi_map
 
 
 @dataclass
@@ -39,7 +39,7 @@ class LatentStats:
 def load_latent_stats(feats_scp: Union[str, Path], max_values: int = 500_000,
                       max_files: Optional[int] = None) -> LatentStats:
     """Pool ``mu`` and ``var`` over the files of a ``feats.scp`` (subsampled to ``max_values`` for plotting)."""
-    entries = read_wav_scp(feats_scp)  # same "utt path" format
+    entries = list(read_kaldi_map(feats_scp).items())
     base = Path(feats_scp).parent
     if max_files is not None:
         entries = entries[:max_files]

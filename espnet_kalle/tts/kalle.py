@@ -9,7 +9,8 @@ ECAPA-TDNN reads from a random segment. ESPnet's ``Text2Speech`` can load a trai
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
@@ -17,9 +18,10 @@ from espnet2.tts.abs_tts import AbsTTS
 
 from espnet_kalle.lm.continuation import continuation_pairs, join_continuations
 from espnet_kalle.lm.exposure import ScheduledSampling, corrupt_history, mix_own_predictions
-from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
+from espnet_kalle.lm.generate import GenerationConfig, iter_generate, seeded_generators
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
+from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState
 from espnet_kalle.lm.speaker import SpeakerDistribution, kl_to_standard_normal, prior_sample
 
 UNKNOWN_ID = 1  # ESPnet token lists start with <blank> (0) and <unk> (1)
@@ -266,6 +268,54 @@ class KallE(AbsTTS):
         conf.update({k: v for k, v in overrides.items() if v is not None})
         return GenerationConfig(end=self.end, **conf)
 
+    # The tokenizer's BOS id, set by whoever tokenizes (the synthesizer; ESPnet token lists have none): after a
+    # prompt it is dropped from the target text, the way the released model was fed.
+    bos_id: Optional[int] = None
+
+    def iter_frames(
+        self,
+        ids: torch.Tensor,
+        config: GenerationConfig,
+        generator: torch.Generator,
+        speaker: Optional[torch.Tensor] = None,
+        prompt_text: Optional[torch.Tensor] = None,
+        prompt_latents: Optional[torch.Tensor] = None,
+        lm: Optional[KalleLM] = None,
+        decode_step: Optional[OnnxDecodeStep] = None,
+        voice_start: Optional[Callable[[torch.Tensor], Optional[PrefixState]]] = None,
+        cancel: Optional[threading.Event] = None,
+    ) -> Iterator[torch.Tensor]:
+        """The latent frames [D] of one text as the LM samples them (stop frame dropped): the one generation path,
+        behind ``inference`` and every synthesizer call, so both speak a text the same way.
+
+        Text longer than ``max_text_tokens`` is generated piece by piece (``split_text``), every piece continuing
+        ``generator``. With a prompt, each piece is ``prompt_text`` + the piece without ``bos_id``. ``lm`` replaces
+        the base LM (a voice's adapted copy); ``decode_step`` runs it in onnxruntime; ``voice_start(prefix)`` may
+        return the precomputed keys and values of the prefix's start (``iter_generate``'s ``start``). ``cancel``
+        stops before the next frame.
+        """
+        lm = self.lm if lm is None else lm
+        guided = config.guidance_weight > 0
+        for piece in self.split_text(ids.reshape(-1)):
+            if prompt_text is not None and self.bos_id is not None and piece.numel() and int(piece[0]) == self.bos_id:
+                piece = piece[1:]
+            full = piece if prompt_text is None else torch.cat([prompt_text.reshape(-1), piece])
+            with torch.inference_mode():
+                prefix = lm.prefix(full, speaker, prompt_latents)
+                uncond = [lm.prefix(full[:0], speaker, prompt_latents)] if guided else None
+            start = voice_start(prefix) if voice_start is not None and not guided else None
+            if start is not None:
+                prefix = prefix[start.length :]
+            steps = iter_generate(lm, [prefix], [piece.numel()], config, [generator], uncond, decode_step=decode_step,
+                                  start=start)
+            try:
+                for z, _ in steps:
+                    if cancel is not None and cancel.is_set():
+                        return
+                    yield z[0]
+            finally:
+                steps.close()
+
     @torch.no_grad()
     def inference(
         self,
@@ -288,8 +338,7 @@ class KallE(AbsTTS):
         """text ids [L] -> {"feat_gen": latents [T, D], "wav": [T * hop]}.
 
         Voice: ``speaker`` (a latent, e.g. from ``speaker_from_wav``), else the voice of ``seed``. Zero-shot
-        continuation: ``prompt_text`` ids + ``prompt_latents`` [P, D]. Text longer than ``max_text_tokens`` is
-        generated piece by piece (split at sentence ends) and concatenated.
+        continuation: ``prompt_text`` ids + ``prompt_latents`` [P, D]. Frames come from ``iter_frames``.
         """
         if kwargs.get("use_teacher_forcing"):
             raise ValueError("kalle does not support teacher-forced inference")
@@ -304,14 +353,9 @@ class KallE(AbsTTS):
             temperature=temperature, stop_threshold=stop_threshold, minlenratio=minlenratio,
             maxlenratio=maxlenratio, max_frames=max_frames, guidance_weight=guidance_weight,
         )
-        generator = seeded_generators([seed], ids.device)
-        latents = []
-        for piece in self.split_text(ids):
-            full_text = piece if prompt_text is None else torch.cat([prompt_text.reshape(-1), piece])
-            prefix = self.lm.prefix(full_text, speaker, prompt_latents)
-            uncond = [self.lm.prefix(full_text[:0], speaker, prompt_latents)] if config.guidance_weight > 0 else None
-            latents.append(generate(self.lm, [prefix], [piece.numel()], config, generator, uncond)[0])
-        feat_gen = torch.cat(latents, dim=0)
+        generator = seeded_generators([seed], ids.device)[0]
+        frames = list(self.iter_frames(ids, config, generator, speaker, prompt_text, prompt_latents))
+        feat_gen = torch.stack(frames) if frames else ids.new_zeros(0, self.lm.latent_dim, dtype=torch.float32)
         out = {"feat_gen": feat_gen}
         if decode_wav:
             if feat_gen.shape[0] == 0:

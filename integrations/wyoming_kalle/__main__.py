@@ -1,8 +1,10 @@
 """``python -m wyoming_kalle --uri tcp://0.0.0.0:10200``: a Wyoming TTS server for Home Assistant.
 
 Options follow wyoming-piper's where they mean the same thing (--uri, --voice, --zeroconf, --samples-per-chunk,
---no-streaming, --debug, --log-format, --version); --device and --int8 are kalle-tts's. SIGTERM (docker stop,
-systemd) stops the server like Ctrl-C: running syntheses are cancelled and the process exits with status 0.
+--no-streaming, --debug, --log-format, --version); --device, --int8 and --sampling-seed are kalle-tts's. SIGTERM
+(docker stop, systemd) stops the server like Ctrl-C: running syntheses are cancelled and the process exits with
+status 0. A start that fails exits as every console script of the project does: 2 for bad options (an unknown
+--voice, a bad --voices-dir), 3 for a model missing or unreadable, with one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,26 +13,31 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 from wyoming.server import AsyncServer, AsyncTcpServer
 
+from espnet_kalle.bin.cli import ArgumentParser, check_device, run_main
+from espnet_kalle.errors import InputError
+
 from . import __version__
 from .handler import HandlerSettings, KalleEventHandler
 from .synthesis import SynthesisOptions, SynthesisPool
-from .voices import build_info, load_voice_book
+from .voices import VoiceBook, build_info, load_voice_book
 
+PROG = "wyoming-kalle"
 PACKAGE = "wyoming_kalle"  # every logger of this server is below it (this module's __name__ may be __main__)
 _LOGGER = logging.getLogger(PACKAGE)
 
 if TYPE_CHECKING:
-    import torch
+    from espnet_kalle.synthesizer import KalleSynthesizer
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m wyoming_kalle",
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog=PROG,
                                      description="A Wyoming text-to-speech server (Home Assistant) for KALL-E.")
     parser.add_argument("--uri", default="stdio://", help="unix:// or tcp:// (e.g. tcp://0.0.0.0:10200)")
     parser.add_argument("--model", default="mini-en", help="registered model name or packed model dir")
@@ -55,41 +62,70 @@ def build_parser() -> argparse.ArgumentParser:
                         help="torch CPU threads (default: torch's choice, all cores)")
     parser.add_argument("--speed", type=float, default=1.0, help="speaking rate (0.25-4)")
     parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (model default)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (same text, same audio)")
+    parser.add_argument("--sampling-seed", type=int, default=0,
+                        help="seed of the sampling noise, as in kalle-tts (same text, same audio; default 0)")
+    parser.add_argument("--seed", type=int, dest="legacy_seed", default=None,
+                        help="deprecated spelling of --sampling-seed (in kalle-tts --seed picks a voice)")
     parser.add_argument("--debug", action="store_true", help="log DEBUG messages (of every library)")
     parser.add_argument("--log-format", default=logging.BASIC_FORMAT, help="format for log messages")
     parser.add_argument("--version", action="version", version=__version__, help="print version and exit")
     return parser
 
 
-async def main(argv: Optional[List[str]] = None) -> None:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Optional[List[str]] = None) -> int:
+    """Load the model and serve until Ctrl-C or SIGTERM (exit 0); a start that fails exits 2 or 3."""
+    return run_main(PROG, lambda: _start(argv))
+
+
+def _start(argv: Optional[List[str]]) -> int:
+    args = build_parser().parse_args(argv)
     configure_logging(args.debug, args.log_format)
     _LOGGER.debug(args)
     if args.max_text_chars < 1 or args.workers < 1 or args.queue_size < 0:
-        parser.error("--max-text-chars and --workers must be >= 1, --queue-size >= 0")
+        raise InputError("--max-text-chars and --workers must be >= 1, --queue-size >= 0")
     if args.samples_per_chunk is not None and args.samples_per_chunk < 1:
-        parser.error("--samples-per-chunk must be >= 1")
+        raise InputError("--samples-per-chunk must be >= 1")
     if not 0.25 <= args.speed <= 4.0:
-        parser.error("--speed must be within [0.25, 4]")
-
-    import torch
-
-    from espnet_kalle.synthesizer import KalleSynthesizer
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = _device(parser, args.device, args.int8)
-    _LOGGER.info("Loading model %s on %s", args.model, device)
+        raise InputError("--speed must be within [0.25, 4]")
+    if args.zeroconf and not args.uri.startswith("tcp://"):
+        raise InputError("--zeroconf requires a tcp:// uri")
+    if args.voices_dir is not None and not args.voices_dir.is_dir():
+        raise InputError(f"--voices-dir {args.voices_dir} is not a directory")
+    options = synthesis_options(args)
+    device = check_device(args.device, args.int8)
     try:
-        synth = KalleSynthesizer.from_pretrained(args.model, device=str(device), int8=args.int8)
+        import torch
+
+        from espnet_kalle.synthesizer import KalleSynthesizer
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        _LOGGER.info("Loading model %s on %s", args.model, device)
+        synth = KalleSynthesizer.from_pretrained(args.model, device=device, int8=args.int8)
         book = load_voice_book(synth, args.voices_dir, args.voice)
-    except (OSError, ValueError, KeyError) as err:  # a wrong --model/--voice/--voices-dir: say so, no traceback
-        parser.error(str(err))
+        try:
+            asyncio.run(serve(args, synth, book, options, device))
+        except OSError as err:  # the --uri cannot be served (address in use, no permission, bad socket path)
+            raise InputError(f"--uri {args.uri}: {err}") from err
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see run): a normal stop
+        pass
+    return 0
+
+
+def synthesis_options(args: argparse.Namespace) -> SynthesisOptions:
+    """The generation settings of every request; the deprecated ``--seed`` still sets the sampling seed."""
+    seed = args.sampling_seed
+    if args.legacy_seed is not None:
+        _LOGGER.warning("--seed is deprecated: use --sampling-seed (in kalle-tts, --seed picks a voice)")
+        seed = args.legacy_seed
+    return SynthesisOptions(temperature=args.temperature, speed=args.speed, seed=seed)
+
+
+async def serve(args: argparse.Namespace, synth: KalleSynthesizer, book: VoiceBook, options: SynthesisOptions,
+                device: str) -> None:
+    """Serve ``args.uri`` until the server task is cancelled (SIGTERM) or the loop is interrupted."""
     info = build_info(book, synth.name, streaming=not args.no_streaming)
-    pool = SynthesisPool(synth, args.workers, args.queue_size,
-                         SynthesisOptions(temperature=args.temperature, speed=args.speed, seed=args.seed))
+    pool = SynthesisPool(synth, args.workers, args.queue_size, options)
     settings = HandlerSettings(samples_per_chunk=args.samples_per_chunk, max_text_chars=args.max_text_chars,
                                streaming=not args.no_streaming)
     _LOGGER.info("Model %s on %s%s; voices: %s (default %s)", synth.name, device,
@@ -98,7 +134,7 @@ async def main(argv: Optional[List[str]] = None) -> None:
     server = AsyncServer.from_uri(args.uri)
     if args.zeroconf:
         if not isinstance(server, AsyncTcpServer):
-            parser.error("--zeroconf requires a tcp:// uri")
+            raise InputError("--zeroconf requires a tcp:// uri")
         await _register_zeroconf(args.zeroconf, server)
 
     _LOGGER.info("Ready")
@@ -114,21 +150,6 @@ async def main(argv: Optional[List[str]] = None) -> None:
         _LOGGER.info("Server stopped")
 
 
-def _device(parser: argparse.ArgumentParser, name: str, int8: Optional[bool]) -> torch.device:
-    """``--device`` checked before loading: a device this machine lacks is a usage error, not a traceback."""
-    import torch
-
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        parser.error(f"--device {name}: {err}")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {name}: torch finds no CUDA device on this machine")
-    if int8 and device.type != "cpu":
-        parser.error("--int8 is for --device cpu (int8 weights speed up CPU generation only)")
-    return device
-
-
 def configure_logging(debug: bool, log_format: str) -> None:
     """This server's INFO lines (loading, voices, Ready) without the INFO chatter of the libraries below it
     (onnxruntime's quantizer logs to the root logger); ``--debug`` shows everything."""
@@ -141,7 +162,7 @@ async def _register_zeroconf(name: str, server: AsyncTcpServer) -> None:
     try:
         from wyoming.zeroconf import HomeAssistantZeroconf
     except ImportError as err:
-        raise SystemExit(f"--zeroconf needs the zeroconf package: pip install 'wyoming[zeroconf]' ({err})")
+        raise InputError(f"--zeroconf needs the zeroconf package: pip install 'wyoming[zeroconf]' ({err})") from err
     # A wildcard bind address is not reachable: let HomeAssistantZeroconf find this host's address.
     host = None if server.host in ("0.0.0.0", "", "::") else server.host
     await HomeAssistantZeroconf(name=name, port=server.port, host=host).register_server()
@@ -151,10 +172,7 @@ async def _register_zeroconf(name: str, server: AsyncTcpServer) -> None:
 def run() -> None:
     """Entry point: Ctrl-C and SIGTERM (docker stop, systemd) end the server the same quiet way, status 0."""
     signal.signal(signal.SIGTERM, _interrupt)  # until the server runs: a SIGTERM while loading, like Ctrl-C
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
+    sys.exit(main())
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -114,11 +114,13 @@ class KalleEventHandler(AsyncEventHandler):
 
     # ------------------------------------------------------------------ connection
     async def run(self) -> None:
-        """Like the base class, but a bad event gets an Error instead of silently dropping the connection."""
-        self._is_running = True
+        """Like the base class, but a bad event gets an Error instead of silently dropping the connection.
+
+        The base class's ``stop()`` feeds the reader EOF, which ends this loop: no private flag is needed.
+        """
         strikes = 0
         try:
-            while self._is_running:
+            while True:
                 try:
                     event = await read_event(self.reader, self.settings.max_event_bytes)
                 except MalformedEvent as err:
@@ -251,14 +253,12 @@ class KalleEventHandler(AsyncEventHandler):
     async def _speak(self, text: str, voice: Voice, index: int, lead_samples: Optional[int] = None) -> None:
         """Stream one text's audio to the client (AudioStart with the first frame; the caller sends AudioStop).
 
-        ``index`` > 0 marks a later sentence of a stream: it gets the seed and the leading pause that a one-shot
-        ``Synthesize`` of the whole text gives it, so streamed and one-shot audio are the same. ``lead_samples``
-        replaces that pause (SSML's ``<break>``).
+        ``index``: the position of the text's first sentence in the request (the synthesizer's sentence rule gives
+        it the seed and the pause a one-shot ``Synthesize`` of the whole text would). ``lead_samples`` of silence
+        replace that pause (SSML's ``<break>``).
         """
-        if lead_samples is None:
-            lead_samples = self.pool.synth.hop_length if index > 0 else 0
         try:
-            job = self.pool.submit(text, voice, sentence_index=index)
+            job = self.pool.submit(text, voice, first_sentence=index, lead_pause=lead_samples is None)
         except ServerBusy as err:
             raise RequestError(str(err), "busy") from err
         rate = self.pool.synth.sample_rate

@@ -1,7 +1,8 @@
 """A bounded pool of inference threads, so synthesis never runs on the event loop.
 
 Each request becomes a ``Job``: a worker thread runs ``KalleSynthesizer.stream`` and hands every 80 ms chunk to
-the event loop as soon as it exists (``call_soon_threadsafe``), so the first audio leaves after the first frame.
+the event loop as soon as it exists (``espnet_kalle.run_ahead.AsyncHandoff``), so the first audio leaves after the
+first frame.
 At most ``workers`` jobs run at once and ``queue_size`` more wait; beyond that ``submit`` raises ``ServerBusy``
 at once, because a voice assistant is better served by a clear error than by an answer a minute late.
 Leaving a job (client gone, error) sets its cancel event: the synthesizer stops before its next frame and the
@@ -10,20 +11,19 @@ worker is free for the next request.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from espnet_kalle.run_ahead import AsyncHandoff
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.voice import Voice
 
 _LOGGER = logging.getLogger(__name__)
-_DONE = object()
 
 
 class ServerBusy(RuntimeError):
@@ -39,31 +39,11 @@ class SynthesisOptions:
     seed: int = 0
 
 
-class Job:
-    """One admitted request; iterate it (async) for float32 chunks. Use as ``async with`` so leaving cancels it."""
+class Job(AsyncHandoff[np.ndarray]):
+    """One admitted request; iterate it (async) for float32 chunks. Use as ``async with`` so leaving cancels it.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.cancel = threading.Event()
-        self._loop = loop
-        self._queue: "asyncio.Queue[Any]" = asyncio.Queue()  # unbounded: a request is bounded by its text limit
-
-    def put(self, item: Any) -> None:
-        """Called from the worker thread."""
-        try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-        except RuntimeError:  # the event loop is closed: nobody will read this
-            self.cancel.set()
-
-    def __aiter__(self) -> "Job":
-        return self
-
-    async def __anext__(self) -> np.ndarray:
-        item = await self._queue.get()
-        if item is _DONE:
-            raise StopAsyncIteration
-        if isinstance(item, BaseException):
-            raise item
-        return item
+    A worker thread feeds it through ``espnet_kalle.run_ahead.AsyncHandoff`` (the project's one thread bridge).
+    """
 
     async def __aenter__(self) -> "Job":
         return self
@@ -99,19 +79,19 @@ class SynthesisPool:
         with self._lock:
             return self._admitted - self._active
 
-    def submit(self, text: str, voice: Voice, sentence_index: int = 0, pause_frames: int = 1) -> Job:
-        """Admit a job or raise ServerBusy. ``sentence_index`` keeps per-sentence seeds equal to a one-shot call."""
+    def submit(self, text: str, voice: Voice, first_sentence: int = 0, lead_pause: bool = True) -> Job:
+        """Admit a job or raise ServerBusy. ``first_sentence`` and ``lead_pause``: ``KalleSynthesizer.stream``'s
+        sentence rule, so a stream's sentences sound as a one-shot call on the whole text."""
         with self._lock:
             if self._admitted >= self.capacity:
                 raise ServerBusy(f"server busy: {self.workers} synthesizing and {self.capacity - self.workers} "
                                  "waiting; try again shortly")
             self._admitted += 1
-        job = Job(asyncio.get_running_loop())
+        job = Job()
         with self._lock:
             self._jobs.add(job)
         try:
-            future = self._executor.submit(self._run, job, text, voice, self.options.seed + sentence_index,
-                                           pause_frames)
+            future = self._executor.submit(self._run, job, text, voice, first_sentence, lead_pause)
         except RuntimeError:  # executor shut down
             self._release(job, started=False)
             raise ServerBusy("server is shutting down") from None
@@ -121,34 +101,33 @@ class SynthesisPool:
     def _dropped(self, job: Job) -> None:
         """A waiting job cancelled by ``close``: free its place and end its iteration."""
         self._release(job, started=False)
-        job.put(ServerBusy("server is shutting down"))
+        job.fail(ServerBusy("server is shutting down"))
 
-    def _run(self, job: Job, text: str, voice: Voice, seed: int, pause_frames: int) -> None:
+    def _run(self, job: Job, text: str, voice: Voice, first_sentence: int, lead_pause: bool) -> None:
         with self._lock:
             self._active += 1
         try:
             if job.cancel.is_set():
                 return  # the client left while this job waited
-            chunks = self.synth.stream(text, voice=voice, temperature=self.options.temperature,
-                                       speed=self.options.speed, seed=seed, cancel=job.cancel,
-                                       pause_frames=pause_frames)
-            count = 0
-            try:
-                for chunk in chunks:
-                    count += 1
-                    with self._lock:
-                        self.frames += 1
-                    job.put(chunk)
-                    if job.cancel.is_set():
-                        _LOGGER.debug("synthesis cancelled after %d chunks", count)
-                        return
-            finally:
-                chunks.close()
-            job.put(_DONE)
-        except Exception as err:  # noqa: BLE001 - every failure goes back to the client as an Error event
-            job.put(err)
+            job.run(lambda: self._counted(job, text, voice, first_sentence, lead_pause))
         finally:
             self._release(job, started=True)
+
+    def _counted(self, job: Job, text: str, voice: Voice, first_sentence: int, lead_pause: bool
+                 ) -> Iterator[np.ndarray]:
+        """The job's chunks, counted as they are generated."""
+        chunks = self.synth.stream(text, voice=voice, temperature=self.options.temperature, speed=self.options.speed,
+                                   seed=self.options.seed, cancel=job.cancel, first_sentence=first_sentence,
+                                   lead_pause=lead_pause)
+        try:
+            for chunk in chunks:
+                with self._lock:
+                    self.frames += 1
+                yield chunk
+        finally:
+            chunks.close()
+            if job.cancel.is_set():
+                _LOGGER.debug("synthesis cancelled")
 
     def _release(self, job: Job, started: bool) -> None:
         with self._lock:

@@ -17,6 +17,7 @@ from wyoming.tts import SynthesizeVoice
 
 from espnet_kalle.languages import model_languages, speaks
 from espnet_kalle.synthesizer import KalleSynthesizer
+from espnet_kalle.errors import InputError, UnknownVoiceError
 from espnet_kalle.voice import Voice, load_voice_dir
 
 from . import __version__
@@ -27,11 +28,8 @@ ATTRIBUTION = Attribution(name="KALL-E (espnet-kalle)", url="https://arxiv.org/a
 REFERENCE_AUDIO, REFERENCE_TEXT = "ref.wav", "ref.txt"
 
 
-class UnknownVoice(KeyError):
+class UnknownVoice(UnknownVoiceError):
     """A voice name (or language) this server does not have."""
-
-    def __str__(self) -> str:  # KeyError would print the message with quotes
-        return str(self.args[0])
 
 
 class UnknownSpeaker(UnknownVoice):
@@ -70,7 +68,7 @@ def load_voice_book(synth: KalleSynthesizer, voices_dir: Optional[Path] = None,
     voices: Dict[str, Voice] = dict(synth.voices)
     if voices_dir is not None:
         if not voices_dir.is_dir():
-            raise FileNotFoundError(f"--voices-dir {voices_dir} is not a directory")
+            raise InputError(f"--voices-dir {voices_dir} is not a directory")
         for voice in [*load_voice_dir(voices_dir), *clone_reference_voices(synth, voices_dir)]:
             if voice.name in voices:
                 _LOGGER.warning("skipping voice %r from %s: the name is taken", voice.name, voices_dir)
@@ -93,11 +91,11 @@ def clone_reference_voices(synth: KalleSynthesizer, voices_dir: Path) -> List[Vo
         if not audio.is_file():
             continue
         if not text.is_file():
-            raise FileNotFoundError(f"{folder} has {REFERENCE_AUDIO} but no {REFERENCE_TEXT} (its transcript)")
+            raise InputError(f"{folder} has {REFERENCE_AUDIO} but no {REFERENCE_TEXT} (its transcript)")
         try:
             voice = synth.clone(audio, text.read_text(encoding="utf-8").strip(), name=folder.name)
-        except (OSError, ValueError) as err:  # AudioError, a prompt too short/long, a wrong transcript
-            raise ValueError(f"cannot clone voice {folder.name!r} from {audio}: {err}") from err
+        except (OSError, InputError) as err:  # AudioError, a prompt too short/long, a wrong transcript
+            raise InputError(f"cannot clone voice {folder.name!r} from {audio}: {err}") from err
         _LOGGER.info("Cloned voice %r from %s", voice.name, audio)
         voices.append(voice)
     return voices

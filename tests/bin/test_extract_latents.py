@@ -107,7 +107,7 @@ def test_values_are_mu_then_log_sigma(first_run):
 
 def test_bad_files_are_reported(first_run):
     _, _, out, proc = first_run
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr  # bad input audio (errors.txt)
     lines = (out / "errors.txt").read_text().splitlines()
     assert lines[0].startswith("bad\tbad.wav\tunreadable or corrupt audio")
     assert lines[1] == "gone\tgone.wav\tfile not found"
@@ -165,7 +165,7 @@ def test_unloadable_codec_is_a_clear_error(corpus, tmp_path):
     shutil.copytree(codec, broken)
     (broken / "valid.loss.best.pth").write_bytes(os.urandom(100))
     proc = run("--codec-dir", broken, "--wav-scp", "wav.scp", "--out-dir", tmp_path / "o", cwd=root)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # model (codec) unreadable
     assert "cannot load the codec" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -36,6 +36,7 @@ from wyoming.tts import (  # noqa: E402
     SynthesizeVoice,
 )
 
+from espnet_kalle.errors import InputError  # noqa: E402
 from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
 from espnet_kalle.voice import Voice  # noqa: E402
 from wyoming_kalle.handler import HandlerSettings, KalleEventHandler  # noqa: E402
@@ -189,7 +190,7 @@ def test_reference_recordings_are_cloned_at_start(server, synth):
 
 def test_reference_folders_that_cannot_be_cloned_stop_the_start(synth, tmp_path):
     add_reference_voice(tmp_path, "no-transcript", text=None)
-    with pytest.raises(FileNotFoundError, match="no-transcript.*no ref.txt"):
+    with pytest.raises(InputError, match="no-transcript.*no ref.txt"):
         load_voice_book(synth, tmp_path)
     shutil.rmtree(tmp_path / "no-transcript")
     add_reference_voice(tmp_path, "wrong-transcript", text="hi")  # 2 tokens for 3 s of speech

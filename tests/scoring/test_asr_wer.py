@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from espnet_kalle.scoring.asr_wer import WordErrors, normalize_text, sum_errors, to_int16, word_errors
+from espnet_kalle.pcm import to_int16
+from espnet_kalle.scoring.asr_wer import WordErrors, normalize_text, sum_errors, word_errors
 
 pytest.importorskip("jiwer", reason="jiwer not installed (pip install espnet-kalle[score])")
 
@@ -23,8 +24,9 @@ def test_word_errors_counts_and_corpus_total():
 
 def test_to_int16_rounds_exactly():
     x = np.array([0, 1, -1, 32767, -32768], dtype=np.int16)
-    assert np.array_equal(to_int16(x.astype(np.float32) / 32768.0), x)
+    assert np.array_equal(to_int16(x.astype(np.float32) / 32767.0), np.clip(x, -32767, 32767))
     assert to_int16(np.array([1.5], dtype=np.float32))[0] == 32767  # clipped, not wrapped
+    assert to_int16(np.array([0.7, -0.7, 2.6], dtype=np.float32) / 32767).tolist() == [1, -1, 3]  # not truncated
 
 
 @pytest.fixture(scope="module")
