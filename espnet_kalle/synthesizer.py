@@ -348,6 +348,8 @@ class KalleSynthesizer:
         resolved = self.voice(voice)
         token_ids = self.check_text(text)  # fail before any audio if a sentence is unspeakable
         for index, ids in enumerate(token_ids):
+            if cancel is not None and cancel.is_set():
+                return  # cancelled during the last sentence, maybe before it had audio to give
             if index and pause_frames:
                 for _ in range(pause_frames):
                     yield np.zeros(self.hop_length, dtype=np.float32)
