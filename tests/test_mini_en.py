@@ -100,8 +100,6 @@ def test_cli_uses_mini_en_by_default(mini, tmp_path):
     assert "RTF" in proc.stderr.decode() and "voice" in proc.stderr.decode()
     wav, sr = sf.read(out, dtype="float32")
     assert sr == 16000 and wav.size > 0
-    huge = " ".join(["word"] * 5000)
     bad = subprocess.run([script, "-", "-o", str(tmp_path / "x.wav")], input=b"\xff\xfe bad bytes",
                          capture_output=True, timeout=300, env=env)
     assert bad.returncode == 2 and b"UTF-8" in bad.stderr and not (tmp_path / "x.wav").exists()
-    assert len(mini.sentences(huge)) > 1  # 5,000 words are cut into speakable pieces
