@@ -20,11 +20,11 @@ import time
 from typing import Callable, Dict, List
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from espnet_kalle.codec.decoders import BigVGANDecoder, ISTFTDecoder
 from espnet_kalle.codec.modules import remove_weight_norm_
 from espnet_kalle.streaming import StreamDecoder
-from timing import median_seconds  # benchmarks/timing.py
 
 LATENT_DIM = 512
 HEADS: Dict[str, Callable[[], torch.nn.Module]] = {

@@ -89,7 +89,7 @@ class KalleSynthesizer:
         self._generators: Dict[tuple, Tuple[KalleLM, Optional[OnnxDecodeStep]]] = {}
         # Keys and values of each recent voice's speaker and prompt text, which open every sentence's prefix:
         # computed once per voice, so a sentence prefills only its own text and the prompt's frames.
-        self._voice_starts: "OrderedDict[tuple, PrefixState]" = OrderedDict()
+        self._voice_starts: OrderedDict[tuple, PrefixState] = OrderedDict()
         # Most frames per decoder call: after the first frame (decoded alone, for time to first audio) calls take
         # 2, 4, ... frames up to this, so audio arrives in growing bursts, each made in far less time than it lasts.
         # The decoder's cost per frame falls with the block (mini-en, onnxruntime, 1 thread: ~0.6 / 0.45 / 0.22 ms at
@@ -103,7 +103,7 @@ class KalleSynthesizer:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name_or_path: Union[str, Path] = "mini-en", device: str = "cpu",
-                        int8: Optional[bool] = None) -> "KalleSynthesizer":
+                        int8: Optional[bool] = None) -> KalleSynthesizer:
         """Load a packed model dir (see ``espnet_kalle.pretrained.pack``) or a registered name.
 
         ``int8``: generate with int8 backbone weights (CPU only; faster, slightly different samples). ``None``

@@ -48,7 +48,7 @@ class Voice:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Voice":
+    def load(cls, path: str | Path) -> Voice:
         data = load_weights(path, "voice file")
         if not isinstance(data, dict) or "name" not in data:
             raise ValueError(f"{path} is not a voice file")

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from golden_mini_en import PATH as GOLDEN
-from golden_mini_en import compute as golden_record
-
 from espnet_kalle.pretrained import REGISTRY, resolve_model_dir
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.text import TextError
+
+from golden_mini_en import PATH as GOLDEN
+from golden_mini_en import compute as golden_record
 
 
 @pytest.fixture(scope="module")

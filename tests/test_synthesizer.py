@@ -9,12 +9,11 @@ import pytest
 import soundfile as sf
 import torch
 
-from model_factory import STOP_FRAMES
-
 from espnet_kalle.pretrained.presets import PROMPT_TEXT as PRESET_PROMPT_TEXT
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.text import TextError
-from espnet_kalle.voice import Voice
+
+from model_factory import STOP_FRAMES
 
 PROMPT_TEXT = "one division of la force is called the court of saint bernard."
 

@@ -53,7 +53,7 @@ class OnnxDecoder:
         self.session = cpu_session(_export(features, latent_dim, self._context_shapes), threads)
         self._context_names = [node.name for node in self.session.get_inputs()[1:]]
 
-    def stream(self) -> "OnnxStreamDecoder":
+    def stream(self) -> OnnxStreamDecoder:
         return OnnxStreamDecoder(self)
 
 

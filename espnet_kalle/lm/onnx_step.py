@@ -92,7 +92,7 @@ class OnnxDecodeStep:
 
     @classmethod
     def from_backbone(cls, backbone: LlamaModel, int8: bool = False, threads: int = 1,
-                      prefill: bool = True) -> "OnnxDecodeStep":
+                      prefill: bool = True) -> OnnxDecodeStep:
         """Export ``backbone`` (left untouched); ``int8``: dynamic int8 MatMul weights (onnxruntime.quantization);
         ``prefill``: also export the many-position graph that runs prompts (``prefill``)."""
         step_bytes = _export(backbone, new_positions=1)

@@ -35,10 +35,11 @@ class AdaptedVoice:
         return adapted.eval()
 
     def save(self, path: str | Path) -> None:
-        save_atomic({"lm_state": self.lm_state, "speaker": self.speaker, "losses": self.losses, "meta": self.meta}, path)
+        state = {"lm_state": self.lm_state, "speaker": self.speaker, "losses": self.losses, "meta": self.meta}
+        save_atomic(state, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "AdaptedVoice":
+    def load(cls, path: str | Path) -> AdaptedVoice:
         data = load_weights(path, "adapted voice")
         return cls(data["lm_state"], data["speaker"], list(data.get("losses", [])), dict(data.get("meta", {})))
 

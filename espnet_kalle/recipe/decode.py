@@ -73,7 +73,8 @@ def choose_prompts(data_dir: Path, prompt_dir: Optional[Path], fs: int, min_s: f
     sources.append(data_dir)
     prompts = {}
     for src in sources:
-        wavs, texts, spk = read_kaldi_map(src / "wav.scp"), read_kaldi_map(src / "text"), read_kaldi_map(src / "utt2spk")
+        wavs, texts = read_kaldi_map(src / "wav.scp"), read_kaldi_map(src / "text")
+        spk = read_kaldi_map(src / "utt2spk")
         lengths = read_kaldi_map(src / "utt2num_samples") if (src / "utt2num_samples").is_file() else {}
         for utt in sorted(spk):
             s = spk[utt]

@@ -141,7 +141,7 @@ async def _register_zeroconf(name: str, server: AsyncTcpServer) -> None:
     try:
         from wyoming.zeroconf import HomeAssistantZeroconf
     except ImportError as err:
-        raise SystemExit(f"--zeroconf needs the zeroconf package: pip install 'wyoming[zeroconf]' ({err})")
+        raise SystemExit(f"--zeroconf needs the zeroconf package: pip install 'wyoming[zeroconf]' ({err})") from err
     # A wildcard bind address is not reachable: let HomeAssistantZeroconf find this host's address.
     host = None if server.host in ("0.0.0.0", "", "::") else server.host
     await HomeAssistantZeroconf(name=name, port=server.port, host=host).register_server()

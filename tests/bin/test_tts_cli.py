@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from model_factory import STOP_FRAMES
 
 from espnet_kalle.text import split_sentences
 from espnet_kalle.voice import Voice
+
+from model_factory import STOP_FRAMES
 
 SCRIPT = shutil.which("kalle-tts", path=str(Path(sys.executable).parent)) or "kalle-tts"
 

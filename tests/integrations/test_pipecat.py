@@ -31,11 +31,11 @@ from pipecat.tests.utils import SleepFrame, run_test  # noqa: E402
 from pipecat.transcriptions.language import Language  # noqa: E402
 from pipecat.utils.errors import ErrorCategory  # noqa: E402
 
-from model_factory import STOP_FRAMES  # noqa: E402
-from pcm_reference import assert_pcm_of  # noqa: E402
-
 from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
 from pipecat_kalle import KalleTTSService  # noqa: E402
+
+from model_factory import STOP_FRAMES  # noqa: E402
+from pcm_reference import assert_pcm_of  # noqa: E402
 
 TEXT = "hello there."
 HOP = 1280
@@ -72,7 +72,7 @@ class Record:
     workers_alive_at_start: int = 0  # other synthesis threads still running when a call began
 
 
-def instrument(monkeypatch, synth, delay=0.0, fail_calls=(), error=RuntimeError("boom")) -> Record:
+def instrument(monkeypatch, synth, delay=0.0, fail_calls=(), error: Exception | None = None) -> Record:
     """Wrap ``synth.stream`` to count chunks, slow it down, or make chosen calls fail."""
     record, real = Record(), synth.stream
 
@@ -82,7 +82,7 @@ def instrument(monkeypatch, synth, delay=0.0, fail_calls=(), error=RuntimeError(
             t.name.endswith("-synth") and t is not threading.current_thread() for t in threading.enumerate()
         )
         if record.calls in fail_calls:
-            raise error
+            raise error or RuntimeError("boom")
         cancel = kwargs.get("cancel")
         for chunk in real(text, *args, **kwargs):
             time.sleep(delay)

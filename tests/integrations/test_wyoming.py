@@ -32,18 +32,23 @@ from wyoming.event import Event, async_read_event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 from wyoming.server import AsyncTcpServer  # noqa: E402
 from wyoming.tts import (  # noqa: E402
-    Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeTextFormat,
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeTextFormat,
     SynthesizeVoice,
 )
-
-from model_factory import STOP_FRAMES  # noqa: E402
-from pcm_reference import assert_pcm_of, is_pcm_of  # noqa: E402
 
 from espnet_kalle.synthesizer import KalleSynthesizer  # noqa: E402
 from espnet_kalle.voice import Voice  # noqa: E402
 from wyoming_kalle.handler import HandlerSettings, KalleEventHandler  # noqa: E402
 from wyoming_kalle.synthesis import SynthesisPool  # noqa: E402
 from wyoming_kalle.voices import build_info, load_voice_book  # noqa: E402
+
+from model_factory import STOP_FRAMES  # noqa: E402
+from pcm_reference import assert_pcm_of, is_pcm_of  # noqa: E402
 
 TIMEOUT = 30.0
 TEXT = "Hello there. How are you?"
@@ -63,7 +68,7 @@ class ServerThread:
     """The real server (AsyncTcpServer + KalleEventHandler) on its own event loop."""
 
     def __init__(self, synth: KalleSynthesizer, voices_dir: Optional[Path], workers: int, queue_size: int,
-                 settings: HandlerSettings = HandlerSettings()):
+                 settings: Optional[HandlerSettings] = None):
         self.book = book = load_voice_book(synth, voices_dir)
         self.pool = SynthesisPool(synth, workers, queue_size)
         self.port = free_port()
@@ -71,6 +76,7 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        settings = settings or HandlerSettings()
         factory = partial(KalleEventHandler, build_info(book, synth.name), book, self.pool, settings)
         asyncio.run_coroutine_threadsafe(self.server.start(factory), self.loop).result(TIMEOUT)
 
@@ -452,7 +458,7 @@ def test_full_queue_gets_a_busy_error(synth):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def start_cli(*options: str) -> "tuple[subprocess.Popen, int]":
+def start_cli(*options: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTEGRATIONS), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "wyoming_kalle", "--uri", f"tcp://127.0.0.1:{port}", *options]
