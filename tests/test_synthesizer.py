@@ -25,7 +25,7 @@ def synth(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def prompt_wav():
-    """Three seconds of a real recording (the start of shared/reference/prompts/70.wav), 16 kHz 16-bit."""
+    """Three seconds of a real recording (the start of human prompt 70), 16 kHz 16-bit."""
     return Path(__file__).resolve().parent / "data" / "prompt_70_3s.wav"
 
 

@@ -2,7 +2,7 @@
 
 The default ASR is pocketsphinx's en-us model because its acoustic model and LM ship inside the wheel (nothing
 downloads). It is fragile to sample conversion, so it is fed the exact int16 samples of 16 kHz audio (rounded,
-never truncated; ``notes/evaluation.md``). A Whisper model is used instead only when the user points at local
+never truncated). A Whisper model is used instead only when the user points at local
 weights: a Hugging Face model dir (``config.json``, loaded by transformers), a CTranslate2 dir (``model.bin``,
 faster-whisper) or an openai-whisper ``*.pt`` file. Both sides are normalised (case, punctuation, digits) before
 jiwer aligns them, so the score measures words, not formatting.
