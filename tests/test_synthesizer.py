@@ -165,7 +165,7 @@ def test_clone_without_speaker_encoder_uses_prompt_continuation(tiny_prompt_mode
         synth.clone(prompt_wav, PROMPT_TEXT, continuation=False)
 
 
-def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav):
+def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav, tmp_path):
     base = {k: v.clone() for k, v in synth.model.lm.state_dict().items()}
     voice = synth.adapt(prompt_wav, PROMPT_TEXT, steps=3, n_samples=8, learning_rate=1e-2)
     assert voice.kind == "adapted" and voice.lm_state is not None
@@ -182,6 +182,9 @@ def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav):
     n = min(adapted.size, unadapted.size)
     assert not np.allclose(adapted[:n], unadapted[:n], atol=1e-3)
     np.testing.assert_array_equal(synth.synthesize("hello.", voice=voice, seed=0), adapted)
+    path = tmp_path / "adapted.voice.pt"  # the voice file keeps the adapted weights
+    voice.save(path)
+    np.testing.assert_array_equal(synth.synthesize("hello.", voice=str(path), seed=0), adapted)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "...", "?!", "\U0001F600\U0001F44D"])
