@@ -17,11 +17,12 @@ DEMO_TEXT ?= Hello from KALL-E, a text to speech model that predicts distributio
 # Debian packages the recipe and its tests use: flite voices + sox for the mini corpus, WordNet's example sentences.
 APT_PACKAGES := flite sox wordnet-base
 
-.PHONY: help system-deps venv test demo lock clean distclean
+.PHONY: help system-deps venv lint test demo lock clean distclean
 
 help:
 	@echo "make venv       create $(VENV)/ ($(PYTHON)) and install espnet-kalle[test] pinned by $(CONSTRAINTS)"
-	@echo "make test       Debian packages ($(APT_PACKAGES)) and venv, then the pytest suite (CPU only)"
+	@echo "make test       Debian packages ($(APT_PACKAGES)) and venv, then ruff and the pytest suite (CPU only)"
+	@echo "make lint       venv, then ruff (rules in pyproject.toml)"
 	@echo "make demo       venv, then synthesize demo.wav with kalle-tts"
 	@echo "make lock       rewrite $(CONSTRAINTS) from the current venv"
 	@echo "make clean      remove caches and build files;  make distclean: also $(VENV)/"
@@ -46,7 +47,10 @@ $(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
-test: system-deps venv
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: system-deps lint
 	$(VENV)/bin/python -m pytest -q --durations=10 $(PYTEST_ARGS)
 
 # Speaks with the embedded default model; kalle-tts prints the duration, the real-time factor and the voice.

@@ -1,6 +1,6 @@
 """Flow-VAE decoder speed on CPU: BigVGAN head vs iSTFT head, offline and streaming (1 frame = 80 ms per push).
 
-Why: the paper's decoder is a BigVGAN; DESIGN.md promises a CPU real-time path (the iSTFT head) and streaming
+Why: the paper's decoder is a BigVGAN; this project offers a CPU real-time path (the iSTFT head) and streaming
 synthesis. This prints, for 5 s of audio (62 latent frames at 12.5 Hz) on 2 threads, the real-time factor
 (compute time / audio time; < 1 is faster than real time) of both uses and the time to the first 80 ms of audio.
 
@@ -20,11 +20,11 @@ import time
 from typing import Callable, Dict, List
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from espnet_kalle.codec.decoders import BigVGANDecoder, ISTFTDecoder
 from espnet_kalle.codec.modules import remove_weight_norm_
 from espnet_kalle.streaming import StreamDecoder
-from timing import median_seconds  # benchmarks/timing.py
 
 LATENT_DIM = 512
 HEADS: Dict[str, Callable[[], torch.nn.Module]] = {

@@ -48,7 +48,9 @@ def main() -> None:
     frames_per_second(model, longest, True)
     frames_per_second(model, longest, False)
     print(f"LM parameters: {n_params / 1e6:.1f}M, threads: {args.threads}")
-    print(f"{'audio (s)':>9} {'frames':>6} {'cached fr/s':>11} {'recompute fr/s':>14} {'speed-up':>8} {'RTF cached':>10}")
+    header = ("audio (s)", 9), ("frames", 6), ("cached fr/s", 11), ("recompute fr/s", 14), ("speed-up", 8), \
+        ("RTF cached", 10)
+    print(" ".join(f"{name:>{width}}" for name, width in header))
     for seconds in args.seconds:
         frames = int(round(seconds * 12.5))
         cached = frames_per_second(model, frames, True)

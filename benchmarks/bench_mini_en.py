@@ -43,9 +43,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from espnet_kalle import KalleSynthesizer
-from timing import median_seconds  # benchmarks/timing.py
 
 SENTENCES = {
     "short": "Good morning.",

@@ -87,14 +87,16 @@ def main() -> None:
     for seconds, n in zip(SECONDS, frames):
         positions = args.text_tokens + n  # the sequence the step that makes frame n + 1 sees
 
-        def recompute():  # released Kalle.infer: base_model.model over everything, then distribution_linear
+        # released Kalle.infer: base_model.model over everything, then distribution_linear
+        def recompute(positions=positions):
             head(lm.backbone(inputs_embeds=inputs[:, :positions]).last_hidden_state[:, -1:])
 
         cache = DynamicCache()
         lm.backbone(inputs_embeds=inputs[:, : positions - 1], past_key_values=cache, use_cache=True)
         step_pos = torch.tensor([[positions - 1]], device=args.device)
 
-        def cached():  # ours: one position against the cache (then dropped again, to time the same step)
+        # ours: one position against the cache (then dropped again, to time the same step)
+        def cached(positions=positions, step_pos=step_pos, cache=cache):
             out = lm.backbone(inputs_embeds=inputs[:, positions - 1 : positions], position_ids=step_pos,
                               past_key_values=cache, use_cache=True)
             head(out.last_hidden_state[:, -1:])

@@ -81,7 +81,7 @@ class AsyncHandoff(Generic[T]):
     def __init__(self, loop: Optional[asyncio.AbstractEventLoop] = None):
         self.cancel = threading.Event()
         self._loop = loop or asyncio.get_running_loop()
-        self._queue: "asyncio.Queue[object]" = asyncio.Queue()  # unbounded: a request is bounded by its text
+        self._queue: asyncio.Queue[object] = asyncio.Queue()  # unbounded: a request is bounded by its text
 
     def post(self, item: object) -> None:
         """Hand one item to the loop (from any thread)."""

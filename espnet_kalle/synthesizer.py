@@ -82,7 +82,7 @@ class KalleSynthesizer:
         self.meta: Dict[str, object] = {}  # model.yaml of a packed model dir (name, languages, ...)
         self.model_dir: Optional[Path] = None
         # id(voice.lm_state) -> (lm_state, the LM carrying it), least recently used first; at most ADAPTED_KEPT.
-        self._adapted: "OrderedDict[int, Tuple[dict, KalleLM]]" = OrderedDict()
+        self._adapted: OrderedDict[int, Tuple[dict, KalleLM]] = OrderedDict()
         self._lock = threading.Lock()
         self.int8 = int8  # generate with int8 backbone weights (adapt() still trains the float LM)
         # Run the LM backbone (the prompt, then each frame) in onnxruntime (CPU, backbones up to
@@ -94,7 +94,7 @@ class KalleSynthesizer:
         self._generators: Dict[tuple, Tuple[KalleLM, KalleLM, Optional[OnnxDecodeStep]]] = {}
         # Keys and values of each recent voice's speaker and prompt text, which open every sentence's prefix:
         # computed once per voice, so a sentence prefills only its own text and the prompt's frames.
-        self._voice_starts: "OrderedDict[tuple, Tuple[OnnxDecodeStep, PrefixState]]" = OrderedDict()
+        self._voice_starts: OrderedDict[tuple, Tuple[OnnxDecodeStep, PrefixState]] = OrderedDict()
         # Most frames per decoder call: after the first frame (decoded alone, for time to first audio) calls take
         # 2, 4, ... frames up to this, so audio arrives in growing bursts, each made in far less time than it lasts.
         # The decoder's cost per frame falls with the block (mini-en, onnxruntime, 1 thread: ~0.6 / 0.45 / 0.22 ms at
@@ -108,7 +108,7 @@ class KalleSynthesizer:
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, name_or_path: Union[str, Path] = "mini-en", device: str = "cpu",
-                        int8: Optional[bool] = None) -> "KalleSynthesizer":
+                        int8: Optional[bool] = None) -> KalleSynthesizer:
         """Load a packed model dir (see ``espnet_kalle.pretrained.pack``) or a registered name.
 
         ``int8``: generate with int8 backbone weights (CPU only; faster, slightly different samples). ``None``
@@ -380,6 +380,8 @@ class KalleSynthesizer:
         resolved = self.voice(voice)
         token_ids = self.check_text(text)  # fail before any audio if a sentence is unspeakable
         for offset, ids in enumerate(token_ids):
+            if cancel is not None and cancel.is_set():
+                return  # cancelled during the last sentence, maybe before it had audio to give
             index = first_sentence + offset
             if index and (offset or lead_pause):
                 for _ in range(pause_frames):

@@ -86,13 +86,14 @@ class Tokenizer:
             )
         self.converter = TokenIDConverter(token_list=self.token_list, unk_symbol="<unk>")
         self.unk_id = self.token_list.index("<unk>") if "<unk>" in self.token_list else -1
-        self.known_chars = {t for t in self.token_list if len(t) == 1} | ({" "} if "<space>" in self.token_list else set())
+        space = {" "} if "<space>" in self.token_list else set()
+        self.known_chars = {t for t in self.token_list if len(t) == 1} | space
         self.token_type = token_type
         self.char_level = token_type == "char"
         self.sentence_end_ids = [i for i, t in enumerate(self.token_list) if t in (".", "!", "?")]
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "Tokenizer":
+    def from_config(cls, config: Mapping[str, Any]) -> Tokenizer:
         return cls(
             config["token_list"], config.get("token_type", "char"), config.get("cleaner"), config.get("g2p"),
             config.get("bpemodel"), config.get("non_linguistic_symbols"),

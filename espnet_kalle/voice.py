@@ -49,7 +49,7 @@ class Voice:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Voice":
+    def load(cls, path: str | Path) -> Voice:
         """A saved voice; a missing or unreadable file is the caller's bad input (``InputError``)."""
         try:
             data = load_weights(path, "voice file")

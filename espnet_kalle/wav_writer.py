@@ -38,7 +38,7 @@ class StreamingWavWriter:
         if self.flush_every_write:
             self._file.flush()
 
-    def __enter__(self) -> "StreamingWavWriter":
+    def __enter__(self) -> StreamingWavWriter:
         return self
 
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],

@@ -1,6 +1,7 @@
 """The embedded default model "mini-en" as users meet it: loading by name, presets, determinism, streaming, the
 CLI's default model, and bad input. Short sentences only (these run on the committed weights)."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,9 @@ import soundfile as sf
 from espnet_kalle.pretrained import REGISTRY, resolve_model_dir
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.text import TextError
+
+from golden_mini_en import PATH as GOLDEN
+from golden_mini_en import compute as golden_record
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +50,22 @@ def test_presets_continue_their_own_prompt(mini):
     with_prompt, latent_alone = (mini.synthesize("Good morning.", voice=v, seed=0) for v in (voice, voice.seed))
     n = min(with_prompt.size, latent_alone.size)
     assert not np.array_equal(with_prompt[:n], latent_alone[:n])
+
+
+def test_numerics_match_the_golden_outputs(mini):
+    """Token ids and each preset's first latents from a fixed seed, as tests/data/mini_en_golden.json recorded them.
+    After a deliberate change of numerics: .venv/bin/python tests/golden_mini_en.py, and review the diff."""
+    expected = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    actual = golden_record(mini)
+    regenerate = "if the change is deliberate, run .venv/bin/python tests/golden_mini_en.py and review the diff"
+    assert {k: actual[k] for k in ("text", "seed", "frames")} == {k: expected[k] for k in ("text", "seed", "frames")}
+    assert actual["token_ids"] == expected["token_ids"], f"the tokenizer (g2p) changed: {regenerate}"
+    assert sorted(actual["voices"]) == sorted(expected["voices"]), regenerate
+    for name, want in expected["voices"].items():
+        got = actual["voices"][name]
+        assert got["prompt_ids"] == want["prompt_ids"], f"{name}: {regenerate}"
+        np.testing.assert_allclose(got["latents"], want["latents"], atol=1e-3, rtol=0,
+                                   err_msg=f"{name}'s latents changed: {regenerate}")
 
 
 def test_speaks_a_sentence_deterministically(mini):
@@ -100,8 +120,6 @@ def test_cli_uses_mini_en_by_default(mini, tmp_path):
     assert "RTF" in proc.stderr.decode() and "voice" in proc.stderr.decode()
     wav, sr = sf.read(out, dtype="float32")
     assert sr == 16000 and wav.size > 0
-    huge = " ".join(["word"] * 5000)
     bad = subprocess.run([script, "-", "-o", str(tmp_path / "x.wav")], input=b"\xff\xfe bad bytes",
                          capture_output=True, timeout=300, env=env)
     assert bad.returncode == 2 and b"UTF-8" in bad.stderr and not (tmp_path / "x.wav").exists()
-    assert len(mini.sentences(huge)) > 1  # 5,000 words are cut into speakable pieces

@@ -8,7 +8,8 @@ import pytest
 import torch
 import yaml
 
-from espnet_kalle.pretrained.presets import Candidate, main as presets_main, pick_distinct
+from espnet_kalle.pretrained.presets import Candidate, pick_distinct
+from espnet_kalle.pretrained.presets import main as presets_main
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.voice import Voice
 

@@ -15,7 +15,6 @@ from espnet_kalle.synthesizer import ADAPTED_KEPT, KalleSynthesizer
 from espnet_kalle.voice import Voice
 
 
-
 @pytest.fixture(scope="module")
 def synth(tiny_model_dir):
     synth = KalleSynthesizer.from_pretrained(tiny_model_dir)

@@ -12,7 +12,8 @@ import torch
 from espnet_kalle.pretrained.presets import PROMPT_TEXT as PRESET_PROMPT_TEXT
 from espnet_kalle.synthesizer import KalleSynthesizer
 from espnet_kalle.text import TextError
-from espnet_kalle.voice import Voice
+
+from model_factory import STOP_FRAMES
 
 PROMPT_TEXT = "one division of la force is called the court of saint bernard."
 
@@ -24,7 +25,7 @@ def synth(tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def prompt_wav():
-    """Three seconds of a real recording (the start of shared/reference/prompts/70.wav), 16 kHz 16-bit."""
+    """Three seconds of a real recording (the start of human prompt 70), 16 kHz 16-bit."""
     return Path(__file__).resolve().parent / "data" / "prompt_70_3s.wav"
 
 
@@ -100,14 +101,28 @@ def test_first_chunk_comes_after_the_first_lm_step(synth, run_ahead):
     assert not timed_out and len(steps) > 5
 
 
-def test_cancel_stops_generation_within_a_frame(synth):
-    cancel = threading.Event()
-    got = []
-    for chunk in synth.stream("a long sentence to interrupt after two chunks of audio.", cancel=cancel):
-        got.append(chunk)
-        if len(got) == 2:
+@pytest.mark.parametrize("run_ahead", [True, False])
+def test_cancel_stops_generation_within_a_frame(synth, run_ahead):
+    """Counts LM steps (forward calls of the head), not delivered chunks: once ``cancel`` is set, while the LM is
+    computing a frame, no further frame is computed, whichever thread runs the LM."""
+    cancel, steps, at_cancel = threading.Event(), [], []
+
+    def hook(*_):
+        steps.append(1)
+        if len(steps) == 6:  # mid-block: the decoder is waiting for frames 4..7 (blocks of 1, 2, 4, ...)
             cancel.set()
-    assert len(got) == 2
+            at_cancel.append(len(steps))
+
+    handle = synth.model.lm.head.register_forward_hook(hook)
+    synth.run_ahead = run_ahead
+    try:
+        got = list(synth.stream("a long sentence to interrupt after a few frames of audio. and another.",
+                                cancel=cancel))
+    finally:
+        handle.remove()
+        synth.run_ahead = None
+    assert at_cancel == [6] and len(steps) == 6  # the step that saw the cancel was the last
+    assert len(got) < 6  # the frames of the unfinished block are not decoded either
 
 
 def test_speed_changes_length(synth):
@@ -150,16 +165,26 @@ def test_clone_without_speaker_encoder_uses_prompt_continuation(tiny_prompt_mode
         synth.clone(prompt_wav, PROMPT_TEXT, continuation=False)
 
 
-def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav):
+def test_adapt_returns_a_reusable_voice_and_keeps_the_base(synth, prompt_wav, tmp_path):
     base = {k: v.clone() for k, v in synth.model.lm.state_dict().items()}
     voice = synth.adapt(prompt_wav, PROMPT_TEXT, steps=3, n_samples=8, learning_rate=1e-2)
     assert voice.kind == "adapted" and voice.lm_state is not None
     assert voice.prompt_latents is not None  # an adapted clone still continues its prompt
     for k, v in synth.model.lm.state_dict().items():
         torch.testing.assert_close(v, base[k], atol=0, rtol=0)
-    adapted = synth.synthesize("hello.", voice=voice)
+    # The same voice (speaker, prompt) without the adapted weights: only the weights can make the speech differ.
+    cloned = synth.clone(prompt_wav, PROMPT_TEXT)
+    torch.testing.assert_close(voice.speaker, cloned.speaker, atol=0, rtol=0)
+    torch.testing.assert_close(voice.prompt_latents, cloned.prompt_latents, atol=0, rtol=0)
+    assert voice.prompt_ids.tolist() == cloned.prompt_ids.tolist()
+    adapted, unadapted = (synth.synthesize("hello.", voice=v, seed=0) for v in (voice, cloned))
     assert adapted.size > 0
-    assert not np.array_equal(adapted[:2560], synth.synthesize("hello.", voice=Voice("same", speaker=voice.speaker))[:2560])
+    n = min(adapted.size, unadapted.size)
+    assert not np.allclose(adapted[:n], unadapted[:n], atol=1e-3)
+    np.testing.assert_array_equal(synth.synthesize("hello.", voice=voice, seed=0), adapted)
+    path = tmp_path / "adapted.voice.pt"  # the voice file keeps the adapted weights
+    voice.save(path)
+    np.testing.assert_array_equal(synth.synthesize("hello.", voice=str(path), seed=0), adapted)
 
 
 @pytest.mark.parametrize("text", ["", "   ", "...", "?!", "\U0001F600\U0001F44D"])
@@ -176,11 +201,27 @@ def test_long_text_is_split_into_sentences(synth):
     text = " ".join(["this is sentence number one, and it goes on."] * 1000)  # ~9,000 words
     sentences = synth.sentences(text)
     assert len(sentences) == 1000 and all(len(s) <= 300 for s in sentences)
-    run_on = "word " * 5000  # no punctuation at all: still cut into speakable pieces
-    assert all(len(s) <= 300 for s in synth.sentences(run_on))
     stream = synth.stream(text)
     assert next(stream).shape == (1280,)
     stream.close()
+
+
+def test_every_sentence_ends_by_the_stop_rule(stopping_model_dir):
+    """The stopping model predicts the end after STOP_FRAMES frames (its max_frames is 5x that): each sentence is
+    exactly that long, the stop frame itself not spoken, with one frame of silence between sentences, whatever the
+    seed, temperature or backend."""
+    synth = KalleSynthesizer.from_pretrained(stopping_model_dir)
+    hop = synth.hop_length
+    assert synth.model.generation_config().max_frames >= 5 * STOP_FRAMES
+    text = "hello there. how are you?"
+    for seed, temperature in ((0, None), (3, 1.0), (5, 0.0)):
+        wav = synth.synthesize(text, seed=seed, temperature=temperature)
+        assert wav.size == (2 * STOP_FRAMES + 1) * hop, (seed, temperature, wav.size / hop)
+        assert np.abs(wav[: STOP_FRAMES * hop]).max() > 0  # speech, then a frame of silence, then speech
+        np.testing.assert_array_equal(wav[STOP_FRAMES * hop : (STOP_FRAMES + 1) * hop], 0.0)
+    assert len(list(synth.stream("hello there.", seed=1))) == STOP_FRAMES
+    synth.onnx_steps = False
+    assert synth.synthesize(text, seed=2).size == (2 * STOP_FRAMES + 1) * hop
 
 
 def test_bad_voices_and_models(synth, tmp_path):

@@ -20,12 +20,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from espnet_kalle.codec.modules import (
-    AntiAliasedActivation,
-    CausalConv1d,
-    CausalConvTranspose1d,
-    StreamState,
-)
+from espnet_kalle.codec.modules import AntiAliasedActivation, CausalConv1d, CausalConvTranspose1d, StreamState
 
 
 class AMPBlock(nn.Module):

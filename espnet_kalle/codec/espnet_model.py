@@ -22,9 +22,9 @@ import math
 from typing import Any, Dict, Optional, Tuple
 
 import torch
-
 from espnet2.gan_codec.abs_gan_codec import AbsGANCodec
 from espnet2.torch_utils.device_funcs import force_gatherable
+
 from espnet_kalle.codec.discriminators import DEFAULT_PERIODS, DEFAULT_RESOLUTIONS, FlowVAEDiscriminator
 from espnet_kalle.codec.flow_vae import FlowVAE
 from espnet_kalle.codec.load import generator_kwargs

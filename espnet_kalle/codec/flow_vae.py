@@ -128,7 +128,7 @@ class FlowVAE(nn.Module):
             "kl": flow_kl(z, z_p, mu, log_sigma, frame_mask, noise),
         }
 
-    def prepare_for_inference(self) -> "FlowVAE":
+    def prepare_for_inference(self) -> FlowVAE:
         """Fold weight norm and switch to eval mode (same output, fewer ops per call)."""
         remove_weight_norm_(self)
         return self.eval()

@@ -2,8 +2,8 @@
 per call.
 
 Why: generation decodes a few frames per call (the first frame alone, for time to first audio), and at that size a
-call of the ISTFT head in eager PyTorch is per-op overhead, not arithmetic: mini-en's head takes ~4 ms for one frame
-and ~7 ms for 16 (1 thread), where the same layers as one onnxruntime graph take ~0.5 and ~2.3 ms. The graph holds
+call of the ISTFT head in eager PyTorch is per-op overhead, not arithmetic: the same layers as one onnxruntime graph
+take a fraction of the time (benchmarks/RESULTS.md). The graph holds
 the layers with weights (``conv_pre`` and the ConvNeXt stack up to the spectral output); the context its causal
 convolutions carry between calls goes in and comes out as tensors, so every stream keeps its own. The inverse STFT
 after it stays in PyTorch (complex numbers, a few ops). Float only: the audio matches eager PyTorch to ~1e-5.
@@ -53,7 +53,7 @@ class OnnxDecoder:
         self.session = cpu_session(_export(features, latent_dim, self._context_shapes), threads)
         self._context_names = [node.name for node in self.session.get_inputs()[1:]]
 
-    def stream(self) -> "OnnxStreamDecoder":
+    def stream(self) -> OnnxStreamDecoder:
         return OnnxStreamDecoder(self)
 
 

@@ -1,6 +1,6 @@
 """Map the released KALL-E checkpoints onto our Flow-VAE and KalleLM (numerics unchanged, names changed).
 
-Release layout (see ``../shared/reference/official_kalle/``):
+Release layout (every tensor name and shape: ``tests/data/official_kalle/*_state_dict.tsv``):
 
 - ``flowvae.pt`` = ``{"generator": state_dict}``: ``audio_encoder.generator.*``, ``flow.flows.{0,2,..}.*``,
   ``conv_pre``, ``ups.*``, ``resblocks.*``, ``activation_post``, ``conv_post``; weight norm as ``weight_g`` /
@@ -60,7 +60,7 @@ LLAMA3_ROPE_SCALING = {
 }
 LLAMA32_1B = dict(head_dim=64, rope_theta=500000.0, rope_scaling=LLAMA3_ROPE_SCALING,
                   max_position_embeddings=131072)
-# The released inference (DESIGN.md section 4): stop when KL(p || N(1, e)) / D < 0.5 after > 3 frames, <= 1000.
+# The released inference: stop when KL(p || N(1, e)) / D < 0.5 after > 3 frames, <= 1000.
 RELEASE_GENERATION = dict(temperature=1.0, stop_threshold=0.5, min_frames=4, max_frames=1000,
                           minlenratio=0.0, maxlenratio=0.0, guidance_weight=0.0)
 # Constants of the released flowvae.py (not in its JSON config).

@@ -68,7 +68,7 @@ def iter_generate(
     model: KalleLM,
     prefixes: Sequence[torch.Tensor],
     text_lengths: Sequence[int],
-    config: GenerationConfig = GenerationConfig(),
+    config: Optional[GenerationConfig] = None,
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
     decode_step: Optional[OnnxDecodeStep] = None,
@@ -85,6 +85,7 @@ def iter_generate(
     ``decode_step.prefix_state``) holds the keys and values of positions before the prefix, computed once for many
     sentences (a voice's speaker and prompt text); the prefix then holds only the positions after them.
     """
+    config = config or GenerationConfig()
     batch = len(prefixes)
     guided = config.guidance_weight > 0
     if guided and (unconditional_prefixes is None or len(unconditional_prefixes) != batch):
@@ -156,7 +157,7 @@ def generate(
     model: KalleLM,
     prefixes: Sequence[torch.Tensor],
     text_lengths: Sequence[int],
-    config: GenerationConfig = GenerationConfig(),
+    config: Optional[GenerationConfig] = None,
     generators: Optional[Sequence[torch.Generator]] = None,
     unconditional_prefixes: Optional[Sequence[torch.Tensor]] = None,
     decode_step: Optional[OnnxDecodeStep] = None,

@@ -1,4 +1,4 @@
-"""Next-distribution prediction: the Gaussian head, the KL losses of the paper and the stop rule.
+"""Next-distribution prediction: the KL losses of the paper and the stop rule (the head: ``heads/gaussian_kl.py``).
 
 For every frame the LM predicts p_t = N(mu_t, sigma_t) of the next latent. Training minimises
 KL(q(z_t | x) || p_t) against the Flow-VAE posterior q, summed over frames, plus
@@ -9,10 +9,9 @@ is a fixed "end of speech" distribution. Generation stops when KL(p_t || N_end) 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict
 
 import torch
-from torch import nn
 
 END_MEAN = 1.0
 END_LOG_SIGMA = 1.0  # N(1, e): standard deviation e
@@ -21,19 +20,6 @@ END_LOG_SIGMA = 1.0  # N(1, e): standard deviation e
 def gaussian_kl(mu_q: torch.Tensor, ls_q: torch.Tensor, mu_p: torch.Tensor, ls_p: torch.Tensor) -> torch.Tensor:
     """Elementwise KL(N(mu_q, e^ls_q) || N(mu_p, e^ls_p)) of diagonal Gaussians (log sigmas given)."""
     return ls_p - ls_q + (torch.exp(2 * ls_q) + (mu_q - mu_p) ** 2) / (2 * torch.exp(2 * ls_p)) - 0.5
-
-
-class DistributionHead(nn.Module):
-    """hidden -> (mu, log_sigma); one linear layer like the release's ``distribution_linear``."""
-
-    def __init__(self, hidden_size: int, latent_dim: int):
-        super().__init__()
-        self.latent_dim = latent_dim
-        self.distribution_linear = nn.Linear(hidden_size, 2 * latent_dim)
-
-    def forward(self, hidden: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        mu, log_sigma = self.distribution_linear(hidden).split(self.latent_dim, dim=-1)
-        return mu, log_sigma
 
 
 @dataclass(frozen=True)

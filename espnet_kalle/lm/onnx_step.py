@@ -1,10 +1,9 @@
 """The LM backbone's one-frame generation step, exported to ONNX and run by onnxruntime (optionally int8).
 
-Why: a small LM generating one frame at a time on CPU spends most of each step outside arithmetic. For mini-en
-(6 layers x 320) a transformers LLaMA step in eager PyTorch costs ~8 ms (~5 ms with torch's dynamic int8), of which
-several milliseconds are per-op dispatch in Python; the same step as one onnxruntime graph costs ~2.8 ms float and
-~0.8 ms with onnxruntime's dynamic int8 MatMuls (1 thread, 80-150 cached positions). The head and the sampling
-stay in PyTorch; the backbone runs here.
+Why: a small LM generating one frame at a time on CPU spends most of each step outside arithmetic, in per-op
+dispatch in Python; the same step as one onnxruntime graph takes a fraction of the time, less still with
+onnxruntime's dynamic int8 MatMuls (figures: benchmarks/RESULTS.md). The head and the sampling stay in PyTorch; the
+backbone runs here.
 
 The graph is traced from the backbone itself (``torch.onnx.export`` of transformers' LlamaModel with a
 DynamicCache), so it is the same network with the same weights: float outputs match eager PyTorch to ~1e-6.
@@ -12,10 +11,10 @@ Batch 1 only, which is what streaming synthesis uses.
 
 The prompt (every position before the first frame) runs in a second graph of the same network that takes many
 positions at once with a causal mask (``prefill``). A voice that continues a prompt puts 100-150 positions before
-each sentence; mini-en prefills 117 in 15 ms (int8, 2 threads), where eager PyTorch took 39 ms for 148. The one-frame
-step keeps its own graph: the many-position graph costs ~1.0 ms per frame against ~0.75. The graph also continues
-from keys and values it computed before (``PrefixState``): a voice's speaker and prompt text open every sentence's
-prefix, so they are computed once per voice and each sentence prefills only its own text and the prompt's frames.
+each sentence, which this graph runs in far less time than eager PyTorch. The one-frame step keeps its own graph,
+which is faster per frame than the many-position one. The graph also continues from keys and values it computed
+before (``PrefixState``): a voice's speaker and prompt text open every sentence's prefix, so they are computed once
+per voice and each sentence prefills only its own text and the prompt's frames.
 """
 
 from __future__ import annotations
@@ -78,9 +77,9 @@ class OnnxDecodeStep:
 
     def __init__(self, model_bytes: bytes, threads: int = 1, prefill_bytes: Optional[bytes] = None,
                  prefill_threads: Optional[int] = None):
-        # One frame at batch 1 is too small to split: a second thread costs more in hand-over than it saves
-        # (mini-en, int8: 0.74 ms/step on 1 thread, 0.93 ms on 2). A prompt of ~100 positions is not
-        # (13.6 ms on 2 threads, 19.0 on 1), so its graph uses torch's thread count unless told otherwise.
+        # One frame at batch 1 is too small to split: a second thread costs more in hand-over than it saves. A
+        # prompt of ~100 positions is not, so its graph uses torch's thread count unless told otherwise
+        # (benchmarks/RESULTS.md).
         self.session = cpu_session(model_bytes, threads)
         self.model_bytes = model_bytes
         self.past_names = [node.name for node in self.session.get_inputs()[3:]]  # after x, position, mask
@@ -92,7 +91,7 @@ class OnnxDecodeStep:
 
     @classmethod
     def from_backbone(cls, backbone: LlamaModel, int8: bool = False, threads: int = 1,
-                      prefill: bool = True) -> "OnnxDecodeStep":
+                      prefill: bool = True) -> OnnxDecodeStep:
         """Export ``backbone`` (left untouched); ``int8``: dynamic int8 MatMul weights (onnxruntime.quantization);
         ``prefill``: also export the many-position graph that runs prompts (``prefill``)."""
         step_bytes = _export(backbone, new_positions=1)

@@ -9,47 +9,23 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
-from espnet_kalle.checkpoint import load_weights, save_atomic
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import next_distribution_loss
 
 
 @dataclass
 class AdaptedVoice:
-    """An adapted LM state plus the conditioning it was adapted with; save it and reuse it later."""
+    """An adapted LM state plus the conditioning it was adapted with (``KalleSynthesizer.adapt`` puts the state in a
+    ``Voice``, whose file keeps it)."""
 
     lm_state: Dict[str, torch.Tensor]
     speaker: Optional[torch.Tensor]
     losses: List[float] = field(default_factory=list)
     meta: Dict[str, object] = field(default_factory=dict)
-
-    def apply_to(self, base: KalleLM) -> KalleLM:
-        """A copy of ``base`` carrying the adapted weights (``base`` itself is not modified)."""
-        adapted = copy.deepcopy(base)
-        adapted.load_state_dict(self.lm_state)
-        return adapted.eval()
-
-    def save(self, path: str | Path) -> None:
-        save_atomic({"lm_state": self.lm_state, "speaker": self.speaker, "losses": self.losses, "meta": self.meta}, path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "AdaptedVoice":
-        data = load_weights(path, "adapted voice")
-        return cls(data["lm_state"], data["speaker"], list(data.get("losses", [])), dict(data.get("meta", {})))
-
-
-def prompt_kl(lm: KalleLM, text_ids, prompt_mu, prompt_log_sigma, speaker=None, n_samples: int = 8,
-              seed: int = 0) -> float:
-    """Mean per-frame KL(q(prompt) || p) of the LM on the prompt, teacher-forced with posterior samples."""
-    gen = torch.Generator().manual_seed(seed)
-    samples = prompt_mu + prompt_log_sigma.exp() * torch.randn((n_samples,) + prompt_mu.shape, generator=gen)
-    with torch.no_grad():
-        return float(_batch_loss(lm, text_ids, prompt_mu, prompt_log_sigma, speaker, samples)["kl_per_frame"])
 
 
 def _batch_loss(lm, text_ids, prompt_mu, prompt_log_sigma, speaker, samples):

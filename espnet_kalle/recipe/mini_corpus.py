@@ -25,8 +25,15 @@ from pathlib import Path
 
 from espnet_kalle.recipe import sentences as sent
 from espnet_kalle.recipe.kaldi_dir import Utterance, write_data_dir
-from espnet_kalle.recipe.voices import (APT_HINT, Voice, has_timings, missing_tools, parse_voices, synthesize,
-                                        timings_path)
+from espnet_kalle.recipe.voices import (
+    APT_HINT,
+    Voice,
+    has_timings,
+    missing_tools,
+    parse_voices,
+    synthesize,
+    timings_path,
+)
 
 DEFAULT_NUM_SENTENCES = 3300
 SPLITS = ("test", "dev", "train")

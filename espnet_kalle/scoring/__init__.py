@@ -1,4 +1,4 @@
-"""Offline scoring of synthesized speech (DESIGN.md section 6): one metric per module.
+"""Offline scoring of synthesized speech: one metric per module.
 
 Every scorer carries its weights inside a package (nothing downloads), imports its package lazily, and raises
 ``ScorerUnavailable`` when the package is missing, so the report can say "not available" instead of crashing:

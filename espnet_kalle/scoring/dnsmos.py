@@ -1,7 +1,7 @@
 """DNSMOS (P.835 SIG/BAK/OVRL and P.808) from the onnx models inside the ``speechmos`` wheel.
 
-A non-intrusive MOS proxy: it catches noise and artefacts well but does not rank naturalness of clean voices
-(``notes/evaluation.md``), so the report uses it as a noise check next to the intrusive metrics.
+A non-intrusive MOS proxy: it catches noise and artefacts well but does not rank naturalness of clean voices,
+so the report uses it as a noise check next to the intrusive metrics.
 """
 
 from __future__ import annotations

@@ -204,7 +204,7 @@ def write_results_md(
         for s, st in per_system.items():
             if "ref_words" in st:
                 n = st["ref_words"]
-                pct = lambda k: f"{100 * st[k] / n:.1f}" if n else "-"  # noqa: E731
+                pct = lambda k, st=st, n=n: f"{100 * st[k] / n:.1f}" if n else "-"  # noqa: E731
                 err = st["substitutions"] + st["deletions"] + st["insertions"]
                 rows.append([s, str(st["scored"]), str(n), pct("hits"), pct("substitutions"), pct("deletions"),
                              pct("insertions"), f"{100 * err / n:.1f}" if n else "-",

@@ -7,12 +7,9 @@ utterances weigh by their length). A two-column ``<utt_id> <rtf>`` file is also 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Optional, Tuple, Union
-
-import numpy as np
+from typing import Dict, Optional, Union
 
 
 @dataclass
@@ -26,22 +23,6 @@ class Timing:
         if self.audio_seconds is None:
             return self.seconds
         return self.seconds / self.audio_seconds if self.audio_seconds > 0 else float("inf")
-
-
-def timed_synthesis(
-    utt_id: str, synthesize: Callable[[], np.ndarray], sample_rate: int
-) -> Tuple[np.ndarray, Timing]:
-    """Run ``synthesize()`` (returning a [T] waveform) under a wall clock; the audio length sets the RTF."""
-    start = time.perf_counter()
-    wav = synthesize()
-    seconds = time.perf_counter() - start
-    return wav, Timing(utt_id, seconds, len(wav) / float(sample_rate))
-
-
-def write_rtf_file(path: Union[str, Path], timings: Iterable[Timing]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for t in timings:
-            f.write(f"{t.utt_id} {t.seconds:.6f} {t.audio_seconds:.6f}\n")
 
 
 def read_rtf_file(path: Union[str, Path]) -> Dict[str, Timing]:
@@ -58,14 +39,3 @@ def read_rtf_file(path: Union[str, Path]) -> Dict[str, Timing]:
         else:
             raise ValueError(f"{path}:{lineno}: expected 'utt_id seconds audio_seconds' or 'utt_id rtf'")
     return out
-
-
-def total_rtf(timings: Iterable[Timing]) -> float:
-    """Total synthesis time / total audio time (mean of ratios when audio lengths are unknown)."""
-    ts = list(timings)
-    if not ts:
-        return float("nan")
-    if all(t.audio_seconds is not None for t in ts):
-        audio = sum(t.audio_seconds for t in ts)
-        return sum(t.seconds for t in ts) / audio if audio > 0 else float("nan")
-    return float(np.mean([t.rtf for t in ts]))

@@ -86,7 +86,7 @@ class _Named:
     name: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def build_scorer(metric: str, whisper: Optional[str] = None):
     """The scorer object of one metric, built once per process (models take seconds to load)."""
     from espnet_kalle.scoring.deps import require, version

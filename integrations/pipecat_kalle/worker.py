@@ -40,7 +40,7 @@ class ThreadedStream(Generic[T]):
     def thread(self) -> threading.Thread:
         return self._thread
 
-    def start(self) -> "ThreadedStream[T]":
+    def start(self) -> ThreadedStream[T]:
         self._thread.start()
         return self
 

@@ -15,9 +15,9 @@ from typing import Dict, List, Optional
 from wyoming.info import Attribution, Info, TtsProgram, TtsVoice
 from wyoming.tts import SynthesizeVoice
 
+from espnet_kalle.errors import InputError, UnknownVoiceError
 from espnet_kalle.languages import model_languages, speaks
 from espnet_kalle.synthesizer import KalleSynthesizer
-from espnet_kalle.errors import InputError, UnknownVoiceError
 from espnet_kalle.voice import Voice, load_voice_dir
 
 from . import __version__

@@ -181,7 +181,7 @@ def test_speaker_mel_rows_carry_the_log_mel_of_their_80_ms(first_run, tmp_path):
     assert proc.returncode == 0, proc.stderr
     k, n_mels = HOP // 160, 80
     width = WIDTH + k * n_mels
-    assert (out / "feats_shape").read_text().splitlines() == ["a 13,%d" % width, "b 2,%d" % width]
+    assert (out / "feats_shape").read_text().splitlines() == [f"a 13,{width}", f"b 2,{width}"]
     for utt in ("a", "b"):
         feats = np.load(out / "data" / f"{utt}.npy")
         frames = EXPECTED_FRAMES[utt]

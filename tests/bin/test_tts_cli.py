@@ -11,7 +11,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from espnet_kalle.text import split_sentences
 from espnet_kalle.voice import Voice
+
+from model_factory import STOP_FRAMES
 
 SCRIPT = shutil.which("kalle-tts", path=str(Path(sys.executable).parent)) or "kalle-tts"
 
@@ -40,6 +43,24 @@ def test_stdin_seed_stream_and_list_voices(tiny_model_dir, tmp_path):
     assert listing.returncode == 0
     names = [line.split("\t")[0].split(" ")[0] for line in listing.stdout.decode().splitlines()]
     assert names == ["high-1", "low-1", "mid-1"]
+
+
+def test_a_5000_word_story_from_stdin_is_spoken_to_its_end(stopping_model_dir, tmp_path, monkeypatch):
+    """Every piece of a 5,000-word text without punctuation is spoken, each ended by the model's stop rule
+    (STOP_FRAMES frames, far below its max_frames), one frame of silence between pieces. In-process: the same
+    entry point as the console script."""
+    import io
+
+    from espnet_kalle.bin.tts import main
+
+    story = " ".join(["word"] * 5000)
+    pieces = len(split_sentences(story))
+    assert pieces >= len(story) // 300  # cut into pieces of at most 300 characters
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(story.encode())))
+    out = tmp_path / "story.wav"
+    assert main(["-", "-o", str(out), "--model", str(stopping_model_dir), "--stream", "--quiet"]) == 0
+    wav, sr = sf.read(out, dtype="float32")
+    assert sr == 16000 and wav.size == (pieces * (STOP_FRAMES + 1) - 1) * 1280
 
 
 def test_clone_and_save_voice(tiny_model_dir, tmp_path):

@@ -3,11 +3,7 @@
 import pytest
 import torch
 
-from espnet_kalle.codec.discriminators import (
-    FlowVAEDiscriminator,
-    PeriodDiscriminator,
-    ResolutionDiscriminator,
-)
+from espnet_kalle.codec.discriminators import FlowVAEDiscriminator, PeriodDiscriminator, ResolutionDiscriminator
 
 
 def test_combined_outputs_one_pair_per_member():

@@ -9,7 +9,8 @@ from espnet_kalle.codec import FlowVAE
 from espnet_kalle.codec.flow import flow_kl
 
 HEADS = {
-    "bigvgan": dict(upsample_initial_channel=32, resblock_kernel_sizes=(3, 7), resblock_dilation_sizes=((1, 3), (1, 3))),
+    "bigvgan": dict(upsample_initial_channel=32, resblock_kernel_sizes=(3, 7),
+                    resblock_dilation_sizes=((1, 3), (1, 3))),
     "istft": dict(dim=32, intermediate_dim=64, num_layers=2),
 }
 

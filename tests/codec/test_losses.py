@@ -102,8 +102,8 @@ def test_multi_resolution_mel_loss_averages_its_resolutions():
 def test_codec_model_uses_multi_resolution_mel_when_configured():
     from espnet_kalle.codec.espnet_model import FlowVAECodec
 
-    params = dict(latent_dim=4, downsample_channels=[2, 2, 2, 2, 2, 2, 4], residual_dilations=[1], flow_hidden_channels=4,
-                  flow_layers=1, flow_couplings=1, decoder_type="istft",
+    params = dict(latent_dim=4, downsample_channels=[2, 2, 2, 2, 2, 2, 4], residual_dilations=[1],
+                  flow_hidden_channels=4, flow_layers=1, flow_couplings=1, decoder_type="istft",
                   decoder_conf=dict(dim=8, intermediate_dim=8, num_layers=1))
     codec = FlowVAECodec(generator_params=params, discriminator_params=dict(periods=[2], resolutions=[[256, 64, 256]],
                                                                             channel_mult=0.125),

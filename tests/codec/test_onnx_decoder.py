@@ -2,11 +2,12 @@
 
 import pytest
 import torch
-from model_factory import CODEC_PARAMS  # tests/model_factory.py (on the path via conftest)
 
 from espnet_kalle.codec import FlowVAE
 from espnet_kalle.codec.decoders import BigVGANDecoder, ISTFTDecoder
 from espnet_kalle.codec.onnx_decoder import OnnxDecoder, can_export_decoder
+
+from model_factory import CODEC_PARAMS  # tests/model_factory.py (on the path via conftest)
 
 
 def tiny_codec() -> FlowVAE:

@@ -9,7 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 TUNING = ROOT / "egs/kalle/tts1/conf/tuning"
-RELEASE = Path(__file__).resolve().parents[1] / "data" / "official_kalle" / "flowvae_config.json"  # copied from shared/reference
+RELEASE = Path(__file__).resolve().parents[1] / "data" / "official_kalle" / "flowvae_config.json"  # the release's
 RELEASE_GENERATOR = dict(n_tensors=1136, n_values=204_437_206)  # flowvae_state_dict.tsv of the release
 
 

@@ -32,7 +32,12 @@ from wyoming.event import Event, async_read_event  # noqa: E402
 from wyoming.info import Describe, Info  # noqa: E402
 from wyoming.server import AsyncTcpServer  # noqa: E402
 from wyoming.tts import (  # noqa: E402
-    Synthesize, SynthesizeChunk, SynthesizeStart, SynthesizeStop, SynthesizeStopped, SynthesizeTextFormat,
+    Synthesize,
+    SynthesizeChunk,
+    SynthesizeStart,
+    SynthesizeStop,
+    SynthesizeStopped,
+    SynthesizeTextFormat,
     SynthesizeVoice,
 )
 
@@ -42,6 +47,9 @@ from espnet_kalle.voice import Voice  # noqa: E402
 from wyoming_kalle.handler import HandlerSettings, KalleEventHandler  # noqa: E402
 from wyoming_kalle.synthesis import SynthesisPool  # noqa: E402
 from wyoming_kalle.voices import build_info, load_voice_book  # noqa: E402
+
+from model_factory import STOP_FRAMES  # noqa: E402
+from pcm_reference import assert_pcm_of, is_pcm_of  # noqa: E402
 
 TIMEOUT = 30.0
 TEXT = "Hello there. How are you?"
@@ -61,7 +69,7 @@ class ServerThread:
     """The real server (AsyncTcpServer + KalleEventHandler) on its own event loop."""
 
     def __init__(self, synth: KalleSynthesizer, voices_dir: Optional[Path], workers: int, queue_size: int,
-                 settings: HandlerSettings = HandlerSettings()):
+                 settings: Optional[HandlerSettings] = None):
         self.book = book = load_voice_book(synth, voices_dir)
         self.pool = SynthesisPool(synth, workers, queue_size)
         self.port = free_port()
@@ -69,6 +77,7 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
+        settings = settings or HandlerSettings()
         factory = partial(KalleEventHandler, build_info(book, synth.name), book, self.pool, settings)
         asyncio.run_coroutine_threadsafe(self.server.start(factory), self.loop).result(TIMEOUT)
 
@@ -138,10 +147,6 @@ def samples_of(events: List[Event]) -> np.ndarray:
                            if AudioChunk.is_type(e.type)] or [np.zeros(0, dtype="<i2")])
 
 
-def pcm(wav: np.ndarray) -> np.ndarray:
-    return (np.clip(wav, -1, 1) * 32767).round().astype("<i2")
-
-
 def streamed(synth, text: str, **options) -> np.ndarray:
     """What ``KalleSynthesizer.stream`` gives, the server's source (``synthesize`` decodes in other blocks, which
     can move a sample by one step of 16-bit PCM)."""
@@ -184,8 +189,8 @@ def test_reference_recordings_are_cloned_at_start(server, synth):
     """``grandma/ref.wav`` + ``ref.txt`` speaks as the library's clone of that recording and transcript."""
     events = asyncio.run(synthesize(server.port, TEXT, "grandma"))
     clone = synth.clone(PROMPT_WAV, PROMPT_TEXT, name="grandma")
-    assert np.array_equal(samples_of(events), pcm(streamed(synth, TEXT, voice=clone, seed=0)))
-    assert not np.array_equal(samples_of(events), pcm(streamed(synth, TEXT, voice="mid-1", seed=0)))
+    assert_pcm_of(samples_of(events), streamed(synth, TEXT, voice=clone, seed=0))
+    assert not is_pcm_of(samples_of(events), streamed(synth, TEXT, voice="mid-1", seed=0))
 
 
 def test_reference_folders_that_cannot_be_cloned_stop_the_start(synth, tmp_path):
@@ -223,9 +228,9 @@ SSML = ('<speak version="1.1" xmlns="http://www.w3.org/2001/10/synthesis">Hello 
 def ssml_audio(synth) -> np.ndarray:
     """What SSML should sound like: the words alone, in two pieces around half a second of silence (the second
     piece with the seed of sentence 2, as in a one-shot request of both sentences)."""
-    first = pcm(streamed(synth, "Hello there.", voice="low-1", seed=0))
-    second = pcm(streamed(synth, "How are you?", voice="low-1", seed=1))
-    return np.concatenate([first, np.zeros(8000, dtype="<i2"), second])
+    first = streamed(synth, "Hello there.", voice="low-1", seed=0)
+    second = streamed(synth, "How are you?", voice="low-1", seed=1)
+    return np.concatenate([first, np.zeros(8000, dtype=np.float32), second])
 
 
 def test_ssml_tags_are_not_spoken_and_breaks_are_silence(server, synth):
@@ -233,8 +238,7 @@ def test_ssml_tags_are_not_spoken_and_breaks_are_silence(server, synth):
     assert not any(Error.is_type(e.type) for e in events), events
     expected = ssml_audio(synth)
     audio = samples_of(events)
-    assert audio.shape == expected.shape
-    assert np.array_equal(audio, expected)
+    assert_pcm_of(audio, expected)
     # The same markup as plain text would be a different utterance: the tags would be read out.
     as_text = samples_of(asyncio.run(synthesize(server.port, SSML, "low-1")))
     assert as_text.shape != expected.shape
@@ -255,7 +259,7 @@ def test_ssml_stream_is_spoken_once_complete(server, synth):
     events = asyncio.run(run())
     assert not any(Error.is_type(e.type) for e in events), events
     assert sum(AudioStart.is_type(e.type) for e in events) == 1 and sum(AudioStop.is_type(e.type) for e in events) == 1
-    assert np.array_equal(samples_of(events), ssml_audio(synth))  # as the one-shot request: nothing else spoken
+    assert_pcm_of(samples_of(events), ssml_audio(synth))  # as the one-shot request: nothing else spoken
 
 
 def test_bad_ssml_and_unknown_formats_get_errors(server):
@@ -284,10 +288,7 @@ def test_synthesize_streams_the_library_audio(server, synth):
     assert AudioStop.is_type(events[-1].type)
     chunks = [e for e in events if AudioChunk.is_type(e.type)]
     assert len(chunks) > 1 and all(len(c.payload) == 2 * synth.hop_length for c in chunks)  # one chunk per frame
-    expected = pcm(streamed(synth, TEXT, voice="low-1", seed=0))
-    audio = samples_of(events)
-    assert audio.shape == expected.shape
-    assert np.array_equal(audio, expected)
+    assert_pcm_of(samples_of(events), streamed(synth, TEXT, voice="low-1", seed=0))
 
 
 def test_streaming_ignores_the_compatibility_copy(server, synth):
@@ -310,10 +311,7 @@ def test_streaming_ignores_the_compatibility_copy(server, synth):
     assert {(s.rate, s.width, s.channels) for s in starts} == {(16000, 2, 1)}
     assert sum(AudioStop.is_type(e.type) for e in events) == 3
     # Same audio as one Synthesize of the whole text: nothing spoken twice, nothing lost.
-    expected = pcm(streamed(synth, full, voice="mid-1", seed=0))
-    audio = samples_of(events)
-    assert audio.shape == expected.shape
-    assert np.array_equal(audio, expected)
+    assert_pcm_of(samples_of(events), streamed(synth, full, voice="mid-1", seed=0))
 
 
 def test_errors_leave_the_connection_usable(server):
@@ -380,7 +378,7 @@ def test_garbage_bytes_do_not_take_the_server_down(server):
 def test_eight_clients_served_while_describe_answers_fast(server, synth):
     text = "Hello there. How are you today? I am fine. Thanks for asking. See you soon. Bye now."
     voices = ["high-1", "low-1", "mid-1", "my-clone"]
-    expected = {v: pcm(streamed(synth, text, voice=server.book.voices[v])) for v in voices}
+    expected = {v: streamed(synth, text, voice=server.book.voices[v]) for v in voices}
 
     async def run():
         first_audio = asyncio.Event()
@@ -408,7 +406,7 @@ def test_eight_clients_served_while_describe_answers_fast(server, synth):
     assert Info.is_type(info_event.type) and describe_seconds < 1.0
     for voice, events in results:
         assert not any(Error.is_type(e.type) for e in events), events
-        assert np.array_equal(samples_of(events), expected[voice])
+        assert_pcm_of(samples_of(events), expected[voice])
 
 
 def test_disconnect_mid_stream_frees_the_worker(server, synth):
@@ -431,6 +429,18 @@ def test_disconnect_mid_stream_frees_the_worker(server, synth):
     assert AudioStart.is_type(asyncio.run(synthesize(server.port, "Next please."))[0].type)
 
 
+def test_a_sentence_ends_by_the_models_stop_rule(stopping_model_dir):
+    """A model that predicts the end after STOP_FRAMES frames (its max_frames is 5x that): the server's audio is
+    exactly those frames, then AudioStop, and the worker is free again."""
+    stopping = ServerThread(KalleSynthesizer.from_pretrained(stopping_model_dir), None, workers=1, queue_size=1)
+    try:
+        events = asyncio.run(synthesize(stopping.port, "Hello there."))
+        assert AudioStart.is_type(events[0].type) and AudioStop.is_type(events[-1].type)
+        assert samples_of(events).size == STOP_FRAMES * 1280 and stopping.idle()
+    finally:
+        stopping.close()
+
+
 def test_full_queue_gets_a_busy_error(synth):
     small = ServerThread(synth, None, workers=1, queue_size=0)
     try:
@@ -449,7 +459,7 @@ def test_full_queue_gets_a_busy_error(synth):
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def start_cli(*options: str) -> "tuple[subprocess.Popen, int]":
+def start_cli(*options: str) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(INTEGRATIONS), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "wyoming_kalle", "--uri", f"tcp://127.0.0.1:{port}", *options]
@@ -508,8 +518,8 @@ def test_cli_serves_int8_quietly_and_stops_on_sigterm(tiny_model_dir, voices_dir
     voice = Voice.load(voices_dir / "my-clone.voice.pt")
     int8 = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=True)
     float32 = KalleSynthesizer.from_pretrained(tiny_model_dir, int8=False)
-    assert np.array_equal(samples_of(events), pcm(streamed(int8, "Hi.", voice=voice, seed=0)))
-    assert not np.array_equal(samples_of(events), pcm(streamed(float32, "Hi.", voice=voice, seed=0)))
+    assert_pcm_of(samples_of(events), streamed(int8, "Hi.", voice=voice, seed=0))
+    assert not is_pcm_of(samples_of(events), streamed(float32, "Hi.", voice=voice, seed=0))
     # SIGTERM: the running synthesis was cancelled (the long text would take far longer) and the exit was clean.
     assert process.returncode == 0, output
     assert stop_seconds < 10, (stop_seconds, output)

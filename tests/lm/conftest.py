@@ -19,7 +19,8 @@ def _tiny_lm(latent_dim=8, speaker_dim=0, vocab_size=20, hidden=32, layers=2, se
 
 @pytest.fixture
 def release_latents():
-    """Two real latent sequences of the released Flow-VAE ([frames, 512]) for the prompts in shared/reference."""
+    """Two real latent sequences of the released Flow-VAE ([frames, 512]) of two human prompt
+    recordings (70 and 159, not in the repository)."""
     data = np.load(DATA / "release_latents.npz")
     return [torch.from_numpy(data[k].astype(np.float32)) for k in ("70", "159")]
 

@@ -48,11 +48,30 @@ def test_same_seed_same_output_and_different_seed_differs(tiny_lm):
 
 
 def test_temperature_zero_is_the_mean_path_and_scales_spread(tiny_lm):
+    """z = mu + tau * sigma * eps: tau = 0 gives the predicted mean whatever the seed; with the same seeds (the same
+    eps) the first frame's offset from the mean grows linearly with tau, and at tau = 1 its spread over seeds is the
+    predicted sigma (mu and sigma read from the head on the prefix's last state, outside the generation loop)."""
     model = tiny_lm()
     config = GenerationConfig(max_frames=6, stop_threshold=0.0, temperature=0.0)
     a = generate(model, prefixes(model)[:1], [5], config, seeded_generators([1]))[0]
     b = generate(model, prefixes(model)[:1], [5], config, seeded_generators([2]))[0]
     torch.testing.assert_close(a, b)
+
+    prefix = prefixes(model)[:1]
+    seeds = range(200)
+
+    def first_frames(temperature):  # one batch, a generator per item (batched == one by one, tested above)
+        one = GenerationConfig(max_frames=1, stop_threshold=0.0, temperature=temperature)
+        return torch.stack([z[0] for z in generate(model, prefix * len(seeds), [5] * len(seeds), one,
+                                                   seeded_generators(seeds))])
+
+    with torch.no_grad():
+        mu, log_sigma = model.head(model.backbone(inputs_embeds=prefix[0][None]).last_hidden_state[0, -1])
+    mean, half, full = (first_frames(t) for t in (0.0, 0.5, 1.0))
+    torch.testing.assert_close(mean, mu.expand_as(mean), atol=1e-5, rtol=0)
+    torch.testing.assert_close(full - mean, 2 * (half - mean), atol=1e-5, rtol=1e-4)
+    spread = ((full - mean) / log_sigma.exp()).std(dim=0)  # eps ~ N(0, 1) per dimension
+    assert ((spread - 1.0).abs() < 0.2).all(), spread
 
 
 def test_stop_rule_min_and_max_lengths(tiny_lm):

@@ -10,7 +10,8 @@ from espnet_kalle.lm.prenet import Prenet
 TEXTS = [torch.tensor([1, 2, 3, 4, 5]), torch.tensor([6, 7])]
 
 
-def lm_with_prenet(prenet=dict(units=16, layers=2, dropout=0.5)):
+def lm_with_prenet(prenet=None):
+    prenet = prenet or dict(units=16, layers=2, dropout=0.5)
     torch.manual_seed(0)
     return KalleLM(vocab_size=20, latent_dim=8, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
                    max_position_embeddings=512, prenet=prenet).eval()
@@ -64,6 +65,7 @@ def test_prompt_prefix_is_fixed_and_released_layout_unchanged_without_prenet():
 
 def test_a_packed_prenet_model_speaks_through_the_synthesizer(tmp_path):
     from espnet_kalle.synthesizer import KalleSynthesizer
+
     from model_factory import build_tiny_model_dir
 
     model_dir = build_tiny_model_dir(tmp_path, with_speaker=False, n_voices=0, max_frames=8,

@@ -17,7 +17,7 @@ from espnet_kalle.lm.speaker import (
     prior_sample,
 )
 
-PROMPT_WAV = Path(__file__).resolve().parents[1] / "data" / "prompt_70_3s.wav"  # 3 s of shared/reference/prompts/70.wav
+PROMPT_WAV = Path(__file__).resolve().parents[1] / "data" / "prompt_70_3s.wav"  # 3 s of a human recording
 SR = 16000
 
 

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 import yaml
+from conftest import copy_recipe, recipe_env
 
 from espnet_kalle.voice import Voice
-
-from conftest import copy_recipe, recipe_env
 
 SLICE = [
     "--local_data_opts", "--num_sentences 12 --num_dev 3 --num_test 3 --voices slt,rms,awb --nj 1",

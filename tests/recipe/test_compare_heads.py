@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import RECIPE, copy_recipe, recipe_env
+
 from espnet_kalle.recipe import compare
 from espnet_kalle.scoring.report import summarize, write_summary_json
 from espnet_kalle.scoring.runner import COLUMNS, ScoreRun

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from conftest import recipe_env
 
 LATENT = 8

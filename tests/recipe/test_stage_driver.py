@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import RECIPE, copy_recipe, recipe_env
 
 UTILS = RECIPE / "utils"
@@ -418,10 +417,9 @@ def test_conf_dry_run(conf, token_list, tmp_path):
     register()
     k = kind(conf)
     if k == "decode":
-        from espnet_kalle.recipe.decode import load_config
-
         import inspect
 
+        from espnet_kalle.recipe.decode import load_config
         from espnet_kalle.synthesizer import KalleSynthesizer
 
         loaded = load_config(conf)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import recipe_env
+
 from espnet_kalle.recipe import upload_hf
 from espnet_kalle.synthesizer import KalleSynthesizer
 

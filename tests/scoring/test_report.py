@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from espnet_kalle.scoring.report import aggregate, nearest_voice_stats, write_report
-from espnet_kalle.scoring.rtf import Timing, read_rtf_file, timed_synthesis, total_rtf, write_rtf_file
+from espnet_kalle.scoring.rtf import read_rtf_file
 from espnet_kalle.scoring.runner import COLUMNS, ScoreRun
 from espnet_kalle.scoring.train_log import load_curves, parse_epoch_lines
 
@@ -78,14 +78,16 @@ def test_parse_espnet_epoch_lines_skips_timespans():
     assert "time" not in d["train"] and d["train"]["total_count"] == {1: 4.0}
 
 
-def test_rtf_file_roundtrip(tmp_path):
-    wav, t = timed_synthesis("u1", lambda: np.zeros(16000, dtype=np.float32), 16000)
-    assert t.audio_seconds == 1.0 and t.seconds >= 0
-    write_rtf_file(tmp_path / "rtf", [Timing("a", 1.0, 2.0), Timing("b", 3.0, 2.0)])
+def test_rtf_file_has_seconds_and_audio_seconds_or_the_ratio(tmp_path):
+    """The decode stage's ``rtf`` file: ``utt synthesis_seconds audio_seconds``, or ``utt rtf``."""
+    (tmp_path / "rtf").write_text("a 1.0 2.0\nb 3.0 2.0\n")
     read = read_rtf_file(tmp_path / "rtf")
-    assert total_rtf(read.values()) == pytest.approx(1.0)
-    (tmp_path / "rtf2").write_text("a 0.5\nb 0.25\n")
-    assert total_rtf(read_rtf_file(tmp_path / "rtf2").values()) == pytest.approx(0.375)
+    assert (read["a"].seconds, read["a"].audio_seconds, read["a"].rtf, read["b"].rtf) == (1.0, 2.0, 0.5, 1.5)
+    (tmp_path / "rtf2").write_text("a 0.5\n\nb 0.25\n")
+    assert {k: t.rtf for k, t in read_rtf_file(tmp_path / "rtf2").items()} == {"a": 0.5, "b": 0.25}
+    (tmp_path / "bad").write_text("a 1 2 3\n")
+    with pytest.raises(ValueError, match="bad:1"):
+        read_rtf_file(tmp_path / "bad")
 
 
 def test_write_report_tables_plots_latents_curves(tmp_path):
