@@ -5,7 +5,7 @@
 #
 #   local/data.sh                                   # mini: synthesised with flite (needs: flite sox wordnet-base)
 #   local/data.sh --dataset mini --num_sentences 300 --voices slt,rms --nj 2
-#   local/data.sh --dataset mini --num_sentences 60000 --sources examples,glosses   # ~45 h, beyond WordNet's examples
+#   local/data.sh --dataset mini --num_sentences 60000 --sources examples,glosses   # ~50 h, beyond WordNet's examples
 #   local/data.sh --dataset mini --voices default,mbrola   # + MBROLA voices (non-commercial licence)
 #   local/data.sh --dataset ljspeech   --corpus_dir /data/LJSpeech-1.1
 #   local/data.sh --dataset libritts_r --corpus_dir /data/LibriTTS_R
