@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from espnet_kalle.kaldi_io import write_kaldi_map
 from espnet_kalle.recipe import sentences as sent
 from espnet_kalle.recipe.kaldi_dir import Utterance, write_data_dir
 from espnet_kalle.recipe.voices import (
@@ -124,11 +125,11 @@ def synthesize_all(utts: list[Utterance], voices: dict[str, Voice], nj: int, log
 def write_phone_timings(data_dir: Path, utts: list[Utterance]) -> None:
     """``phone_timings`` beside the Kaldi files: ``utt_id phone:end ...`` (seconds) for each utterance whose voice
     gives timings (flite), sorted by id like the other files; none when no voice gives them."""
-    lines = sorted(f"{u.utt_id} {timings_path(u.wav).read_text(encoding='utf-8').strip()}"
-                   for u in utts if timings_path(u.wav).is_file())
+    timings = {u.utt_id: timings_path(u.wav).read_text(encoding="utf-8").strip()
+               for u in utts if timings_path(u.wav).is_file()}
     target = data_dir / "phone_timings"
-    if lines:
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if timings:
+        write_kaldi_map(target, timings)
     else:
         target.unlink(missing_ok=True)
 

@@ -46,8 +46,8 @@ def _wordnet_files(wordnet_dir: str | Path) -> list[Path]:
     return files
 
 
-def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
-    """Yield the raw quoted usage examples of every WordNet synset gloss (after the '| ' separator)."""
+def _wordnet_glosses(wordnet_dir: str | Path) -> Iterator[str]:
+    """The gloss of every WordNet synset (after the '| ' separator): its definitions, then quoted examples."""
     for path in _wordnet_files(wordnet_dir):
         with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -55,19 +55,19 @@ def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
                     continue
                 _, sep, gloss = line.partition(" | ")
                 if sep:
-                    yield from _QUOTED.findall(gloss)
+                    yield gloss
+
+
+def wordnet_examples(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
+    """Yield the raw quoted usage examples of every WordNet synset gloss."""
+    for gloss in _wordnet_glosses(wordnet_dir):
+        yield from _QUOTED.findall(gloss)
 
 
 def wordnet_glosses(wordnet_dir: str | Path = WORDNET_DIR) -> Iterator[str]:
     """Yield the definitions of every WordNet synset gloss (before its quoted examples), split at ';'."""
-    for path in _wordnet_files(wordnet_dir):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("  "):
-                    continue
-                _, sep, gloss = line.partition(" | ")
-                if sep:
-                    yield from (part.strip() for part in gloss.split('"')[0].split(";") if part.strip())
+    for gloss in _wordnet_glosses(wordnet_dir):
+        yield from (part.strip() for part in gloss.split('"')[0].split(";") if part.strip())
 
 
 SOURCES = {"examples": wordnet_examples, "glosses": wordnet_glosses}
