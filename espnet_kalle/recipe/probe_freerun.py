@@ -4,7 +4,8 @@ The yardstick for every training choice against babble (issue 25): on a fixed se
 ``--num_utts`` of a Kaldi dir, in its order) it scores, with the recipe's ASR scorer:
 
 - ``resynthesis``: the recording encoded by the model's Flow-VAE and decoded from the posterior mean (the ceiling);
-- ``teacher-forced``: the LM's predicted means given the true history (posterior samples), decoded;
+- ``teacher-forced``: the LM's predicted means (a mixture head: its most probable component's) given the true
+  history (posterior samples), decoded;
 - ``free t=...``: the sentence generated as a user gets it (``KalleSynthesizer.synthesize``: int8 step and
   onnxruntime when the model dir says so), at the shipped temperature and at 0 (more with ``--temperatures``).
 
@@ -39,6 +40,7 @@ from espnet_kalle.scoring.asr_wer import ASR, WordErrors, make_asr, sum_errors, 
 from espnet_kalle.voice import Voice
 
 SHIPPED = "shipped"
+POINT_HEADS = ("gaussian_kl", "gaussian_mixture")  # heads with a temperature-0 frame to decode
 
 
 def load_for_probe(model_dir: Optional[str] = None, lm_config: Optional[Path] = None,
@@ -65,12 +67,14 @@ def load_for_probe(model_dir: Optional[str] = None, lm_config: Optional[Path] = 
 
 def teacher_forced_means(synth, ids: Sequence[int], z: torch.Tensor, speaker: Optional[torch.Tensor]
                          ) -> torch.Tensor:
-    """The LM's predicted means [T, D] of each frame given the true history ``z`` [T, D]."""
+    """The LM's temperature-0 frames [T, D] given the true history ``z`` [T, D] (``gaussian_kl``: the predicted
+    means; ``gaussian_mixture``: the mean of the most probable component)."""
     lm = synth.model.lm
     with torch.inference_mode():
-        mu, _ = lm(torch.tensor([list(ids)]), torch.tensor([len(ids)]), z[None].to(next(lm.parameters()).dtype),
-                   torch.tensor([z.shape[0]]), None if speaker is None else speaker[None])
-    return mu[0, : z.shape[0]].float()
+        hidden = lm.hidden_states(torch.tensor([list(ids)]), torch.tensor([len(ids)]),
+                                  z[None].to(next(lm.parameters()).dtype), torch.tensor([z.shape[0]]),
+                                  None if speaker is None else speaker[None])
+        return lm.head.point(hidden)[0, : z.shape[0]].float()
 
 
 PROMPTED = "prompted:"
@@ -111,8 +115,9 @@ def _recording_voice(synth, voice: str, recording: np.ndarray, prompt_wav: str, 
 def probe(synth, data_dir: Path, asr: ASR, num_utts: int = 20, temperatures: Sequence[str] = (SHIPPED, "0"),
           voice: str = "own", seed: int = 0) -> Dict[str, Dict[str, float]]:
     """Per system: corpus WER, mean length ratio, share of sentences cut by the frame limit, sentences."""
-    if synth.model.lm.head_type != "gaussian_kl":
-        raise ValueError("probe_freerun decodes predicted means: it needs a gaussian_kl (KALL-E) model")
+    if synth.model.lm.head_type not in POINT_HEADS:
+        raise ValueError(f"probe_freerun decodes teacher-forced predictions: it needs one of the heads {POINT_HEADS},"
+                         f" not {synth.model.lm.head_type}")
     texts, wavs = read_kaldi_map(data_dir / "text"), read_wav_scp(data_dir / "wav.scp")
     speakers = read_kaldi_map(data_dir / "utt2spk") if (data_dir / "utt2spk").is_file() else {}
     all_utts = [u for u in wavs if texts.get(u)]

@@ -1,5 +1,6 @@
-"""Output heads (KALL-E Gaussian KL, MELLE, SLED energy distance): losses against hand computations, the
-energy-distance repulsion term, overfitting 4 real sequences, KV-cached generation and MELLE's reduction factor."""
+"""Output heads (KALL-E Gaussian KL, MELLE, SLED energy distance, Gaussian mixture): losses against hand
+computations and torch.distributions, the energy-distance repulsion term, the mixture's component picks,
+overfitting 4 real sequences, KV-cached generation and MELLE's reduction factor."""
 
 import math
 
@@ -8,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from espnet_kalle.lm.generate import GenerationConfig, generate, seeded_generators
-from espnet_kalle.lm.heads import HEADS, EnergyDistanceHead, GaussianKLHead, MelleHead, build_head
+from espnet_kalle.lm.heads import HEADS, EnergyDistanceHead, GaussianKLHead, GaussianMixtureHead, MelleHead, build_head
+from espnet_kalle.lm.heads.base import HeadStep
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import next_distribution_loss
 from espnet_kalle.tts.kalle import KallE
@@ -33,7 +35,7 @@ def bce(logit, label):
 
 # ---------------------------------------------------------------- losses by hand
 def test_registry_and_default_head_keep_the_checkpoint_names():
-    assert set(HEADS) == {"gaussian_kl", "melle", "energy_distance"}
+    assert set(HEADS) == {"gaussian_kl", "melle", "energy_distance", "gaussian_mixture"}
     model = KalleLM(vocab_size=10, latent_dim=D, hidden_size=16, num_layers=1, num_heads=2)
     assert isinstance(model.head, GaussianKLHead) and model.frames_per_step == 1
     assert {k for k in model.state_dict() if k.startswith("head.")} == {
@@ -153,12 +155,108 @@ def test_energy_distance_prefers_the_true_distribution_over_its_median():
     assert true["stats"]["attraction"] > point["stats"]["attraction"]  # attraction alone would prefer the point
 
 
+# ---------------------------------------------------------------- the Gaussian mixture head
+def mixture_head(seed=5, k=3, **conf):
+    torch.manual_seed(seed)
+    head = GaussianMixtureHead(H, D, num_components=k, **conf)
+    with torch.no_grad():  # components and weights well apart, as after training
+        head.component_linear.weight.normal_(std=0.3)
+        head.weight_linear.weight.normal_(std=0.5)
+    return head
+
+
+def mixture_of(logits, mu, log_sigma):
+    return torch.distributions.MixtureSameFamily(
+        torch.distributions.Categorical(logits=logits),
+        torch.distributions.Independent(torch.distributions.Normal(mu, log_sigma.exp()), 1))
+
+
+def test_gaussian_mixture_loss_is_the_variational_kl_bound_plus_the_stop_bce():
+    head = mixture_head(lambda_stop=0.6)
+    hidden, mu, log_sigma, z_in = fixed_batch(seed=6)
+    out = head.loss(hidden, mu, log_sigma, LENGTHS, z_in)
+    logits, p_mu, p_ls = head.mixture(hidden)
+    kl = stop = 0.0
+    for b, n in enumerate(LENGTHS.tolist()):
+        for t in range(n):
+            q = torch.distributions.Normal(mu[b, t], log_sigma[b, t].exp())
+            kl_k = torch.stack([torch.distributions.kl_divergence(q, torch.distributions.Normal(
+                p_mu[b, t, k], p_ls[b, t, k].exp())).sum() for k in range(3)])
+            weights = torch.softmax(logits[b, t], -1)
+            kl += -torch.log((weights * torch.exp(-kl_k)).sum())  # -log sum_k pi_k exp(-KL(q || p_k))
+        for s in range(n + 1):
+            stop += bce(head.stop_linear.weight[0] @ hidden[b, s] + head.stop_linear.bias[0], float(s == n))
+    torch.testing.assert_close(out["stats"]["kl_frame"], (kl / LENGTHS.sum()).detach())
+    torch.testing.assert_close(out["loss"], (kl + 0.6 * stop) / LENGTHS.sum())
+
+
+def test_mixture_kl_bound_is_above_the_sampled_kl_and_kalles_kl_for_one_component():
+    head = mixture_head(seed=8)
+    hidden, mu, log_sigma, _ = fixed_batch(seed=9, t_max=1)
+    lengths = torch.tensor([1, 1])
+    logits, p_mu, p_ls = head.mixture(hidden[:, :1])
+
+    def bound_and_sampled(q_log_sigma):
+        q = torch.distributions.Independent(torch.distributions.Normal(mu, q_log_sigma.exp()), 1)
+        z = q.sample((20000,))
+        sampled = (q.log_prob(z) - mixture_of(logits, p_mu, p_ls).log_prob(z)).mean(0).sum()
+        return float(head.loss(hidden, mu, q_log_sigma, lengths)["kl_sum"]), float(sampled)
+
+    torch.manual_seed(0)
+    bound, sampled = bound_and_sampled(log_sigma)
+    assert bound > sampled
+    bound, sampled = bound_and_sampled(torch.full_like(log_sigma, -4.0))  # a posterior narrower than the components
+    assert sampled < bound < sampled + 0.02 * abs(sampled), (bound, sampled)
+    one = GaussianMixtureHead(H, D, num_components=1)
+    kalle = GaussianKLHead(H, D)
+    kalle.load_state_dict(one.state_dict(), strict=False)
+    with torch.no_grad():  # the one component's offsets folded into KALL-E's layer: the same Gaussian
+        kalle.distribution_linear.weight += one.component_linear.weight
+        kalle.distribution_linear.bias += one.component_linear.bias
+    torch.testing.assert_close(one.loss(hidden, mu, log_sigma, lengths)["kl_sum"],
+                               kalle.loss(hidden, mu, log_sigma, lengths)["kl_frames_sum"])
+
+
+def test_mixture_head_loads_a_kalle_head_and_starts_as_its_gaussian():
+    kalle = GaussianKLHead(H, D)
+    mixture = GaussianMixtureHead(H, D, num_components=4)
+    missing, unexpected = mixture.load_state_dict(kalle.state_dict(), strict=False)
+    assert not unexpected and all(not k.startswith("distribution_linear") for k in missing)
+    hidden = torch.randn(5, H)
+    logits, mu, log_sigma = mixture.mixture(hidden)
+    g_mu, g_ls = kalle(hidden)
+    torch.testing.assert_close(torch.softmax(logits, -1), torch.full((5, 4), 0.25))  # equal weights at the start
+    assert (mu - g_mu[:, None]).abs().max() < 0.5 and (log_sigma - g_ls[:, None]).abs().max() < 0.5
+    assert (mu[:, 0] - mu[:, 1]).abs().max() > 1e-3  # apart, so the components can specialise
+
+
+def test_mixture_sampling_picks_components_by_their_weights():
+    head = mixture_head(k=3)
+    n = 6000
+    logits = torch.tensor([[0.0, math.log(3.0), math.log(6.0)]]).expand(n, 3)
+    mu = torch.tensor([[-10.0], [0.0], [10.0]]).expand(n, 3, D)
+    step = HeadStep(stop=torch.zeros(n, dtype=torch.bool), params=(logits, mu, torch.full((n, 3, D), -3.0)))
+    noise = torch.randn(n, D + 1, generator=torch.Generator().manual_seed(0))
+    z = head.sample(step, noise, 1.0)[:, 0, 0]
+    shares = torch.stack([(z < -5).float().mean(), (z.abs() < 5).float().mean(), (z > 5).float().mean()])
+    torch.testing.assert_close(shares, torch.tensor([0.1, 0.3, 0.6]), atol=0.02, rtol=0)
+    # temperature sharpens the pick as it scales sigma: softmax(logits / 0.5) = (1, 9, 36) / 46
+    z_half = head.sample(step, noise, 0.5)[:, 0, 0]
+    assert abs(float((z_half > 5).float().mean()) - 36 / 46) < 0.02
+    # at 0, the most probable component's mean: what ``point`` decodes for probes
+    torch.testing.assert_close(head.sample(step, noise, 0.0)[:, 0], mu[:, 2])
+    hidden = torch.randn(4, H)
+    h_logits, h_mu, _ = head.mixture(hidden)
+    torch.testing.assert_close(head.point(hidden), h_mu[torch.arange(4), h_logits.argmax(-1)])
+
+
 # ---------------------------------------------------------------- overfit + generation
 CASES = {
     "gaussian_kl": ("gaussian_kl", {}),
     "melle": ("melle", dict(mlp_size=32)),
     "melle_r2": ("melle", dict(mlp_size=32, reduction_factor=2)),
     "energy_distance": ("energy_distance", dict(mlp_size=64, noise_dim=8)),
+    "gaussian_mixture": ("gaussian_mixture", dict(num_components=3)),
 }
 LATENT16, LOG_SIGMA = 16, math.log(0.1)
 STEPS = 300
@@ -243,7 +341,7 @@ def test_cached_equals_uncached_and_batched_equals_single(name):
     assert any(a.shape[0] > 0 for a in cached)
 
 
-@pytest.mark.parametrize("name", ["melle", "energy_distance"])
+@pytest.mark.parametrize("name", ["melle", "energy_distance", "gaussian_mixture"])
 def test_guidance_on_the_hidden_state_changes_the_output(name):
     model = small_lm(name, seed=4).eval()
     text = torch.tensor([1, 2, 3])
@@ -274,7 +372,8 @@ def test_melle_reduction_factor_yields_r_frames_per_step():
 
 
 # ---------------------------------------------------------------- the ESPnet model
-@pytest.mark.parametrize("head,conf", [("melle", dict(reduction_factor=2)), ("energy_distance", {})])
+@pytest.mark.parametrize("head,conf", [("melle", dict(reduction_factor=2)), ("energy_distance", {}),
+                                       ("gaussian_mixture", {})])
 def test_kalle_tts_model_trains_and_infers_with_each_head(head, conf):
     torch.manual_seed(0)
     model = KallE(idim=30, odim=2 * 8, latent_dim=8, head=head, head_conf=conf,

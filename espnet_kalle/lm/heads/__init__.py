@@ -7,12 +7,14 @@ from typing import Any, Dict, Type
 from espnet_kalle.lm.heads.base import HeadStep, OutputHead
 from espnet_kalle.lm.heads.energy_distance import EnergyDistanceHead
 from espnet_kalle.lm.heads.gaussian_kl import GaussianKLHead
+from espnet_kalle.lm.heads.gaussian_mixture import GaussianMixtureHead
 from espnet_kalle.lm.heads.melle import MelleHead
 
 HEADS: Dict[str, Type[OutputHead]] = {
     "gaussian_kl": GaussianKLHead,  # KALL-E (default)
     "melle": MelleHead,  # MELLE: regression + KL + flux + stop BCE, reduction factor r
     "energy_distance": EnergyDistanceHead,  # SLED: generalized energy distance + stop BCE
+    "gaussian_mixture": GaussianMixtureHead,  # KALL-E's KL with K Gaussians + stop BCE
 }
 
 
@@ -31,5 +33,5 @@ def head_frames_per_step(name: str, conf: Dict[str, Any]) -> int:
 
 __all__ = [
     "HEADS", "HeadStep", "OutputHead", "build_head", "head_frames_per_step",
-    "GaussianKLHead", "MelleHead", "EnergyDistanceHead",
+    "GaussianKLHead", "GaussianMixtureHead", "MelleHead", "EnergyDistanceHead",
 ]

@@ -63,6 +63,8 @@ class OutputHead(nn.Module):
         predicts the end. ``noise`` fixes the head's random draws (tests).
       * ``predict(hidden [B or 2B, H], config, batch)`` -> HeadStep (handles classifier-free guidance).
       * ``sample(step, noise [B, *noise_shape], temperature)`` -> z [B, r, D].
+      * optionally ``point(hidden [.., H])`` -> [.., D]: the frame the head emits at temperature 0, for probes that
+        decode teacher-forced predictions.
     """
 
     frames_per_step: int = 1
@@ -98,3 +100,6 @@ class OutputHead(nn.Module):
 
     def sample(self, step: HeadStep, noise: torch.Tensor, temperature: float) -> torch.Tensor:
         raise NotImplementedError
+
+    def point(self, hidden: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no deterministic frame (it generates from noise)")

@@ -29,6 +29,10 @@ class GaussianKLHead(OutputHead):
         mu, log_sigma = self.distribution_linear(hidden).split(self.latent_dim, dim=-1)
         return mu, log_sigma
 
+    def point(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The predicted mean [.., D]: the frame generation emits at temperature 0."""
+        return self(hidden)[0]
+
     @property
     def noise_shape(self) -> Tuple[int, ...]:
         return (self.latent_dim,)  # one frame; the exact draws of the pre-head generation loop
