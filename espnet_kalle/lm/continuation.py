@@ -40,6 +40,19 @@ def continuation_pairs(groups: Optional[torch.Tensor], batch_size: int, share: f
     return pairs
 
 
+def pair_groups(pairs: List[Tuple[int, int]], batch_size: int) -> List[List[int]]:
+    """The items of the joined batch: each pair, then the unpaired items, as lists of old batch indices."""
+    paired = {i for pair in pairs for i in pair}
+    return [list(pair) for pair in pairs] + [[i] for i in range(batch_size) if i not in paired]
+
+
+def join_rows(x: torch.Tensor, lengths: torch.Tensor, groups: List[List[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each group's valid rows of ``x`` [B, L, ...] one after another, padded: the joined batch and its lengths."""
+    rows = [torch.cat([x[i, : int(lengths[i])] for i in group]) for group in groups]
+    joined_lengths = torch.tensor([r.shape[0] for r in rows], dtype=lengths.dtype, device=lengths.device)
+    return pad_sequence(rows, batch_first=True), joined_lengths
+
+
 def join_continuations(text: torch.Tensor, text_lengths: torch.Tensor, feats: torch.Tensor,
                        feats_lengths: torch.Tensor, pairs: List[Tuple[int, int]]
                        ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, List[int]]:
@@ -48,12 +61,7 @@ def join_continuations(text: torch.Tensor, text_lengths: torch.Tensor, feats: to
     per new item, the batch index whose speaker it has (the second of a pair)."""
     if not pairs:
         return text, text_lengths, feats, feats_lengths, list(range(text.shape[0]))
-    paired = {i for pair in pairs for i in pair}
-    items = [list(pair) for pair in pairs] + [[i] for i in range(text.shape[0]) if i not in paired]
-    texts = [torch.cat([text[i, : int(text_lengths[i])] for i in group]) for group in items]
-    frames = [torch.cat([feats[i, : int(feats_lengths[i])] for i in group]) for group in items]
-    new_text = pad_sequence(texts, batch_first=True)
-    new_feats = pad_sequence(frames, batch_first=True)
-    new_text_lengths = torch.tensor([t.shape[0] for t in texts], dtype=text_lengths.dtype, device=text.device)
-    new_feats_lengths = torch.tensor([f.shape[0] for f in frames], dtype=feats_lengths.dtype, device=feats.device)
-    return new_text, new_text_lengths, new_feats, new_feats_lengths, [group[-1] for group in items]
+    groups = pair_groups(pairs, text.shape[0])
+    new_text, new_text_lengths = join_rows(text, text_lengths, groups)
+    new_feats, new_feats_lengths = join_rows(feats, feats_lengths, groups)
+    return new_text, new_text_lengths, new_feats, new_feats_lengths, [group[-1] for group in groups]

@@ -15,10 +15,18 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import torch
 from espnet2.torch_utils.device_funcs import force_gatherable
 from espnet2.tts.abs_tts import AbsTTS
+from torch.nn.utils.rnn import pad_sequence
 
-from espnet_kalle.lm.continuation import continuation_pairs, join_continuations
+from espnet_kalle.lm.continuation import continuation_pairs, join_continuations, join_rows, pair_groups
 from espnet_kalle.lm.exposure import ScheduledSampling, corrupt_history, mix_own_predictions
 from espnet_kalle.lm.generate import GenerationConfig, iter_generate, seeded_generators
+from espnet_kalle.lm.guided_attention import (
+    GuidedAttention,
+    TextAttentionCapture,
+    frame_centres,
+    guided_attention_loss,
+    uniform_durations,
+)
 from espnet_kalle.lm.model import KalleLM
 from espnet_kalle.lm.next_distribution import EndDistribution
 from espnet_kalle.lm.onnx_step import OnnxDecodeStep, PrefixState
@@ -64,6 +72,7 @@ class KallE(AbsTTS):
         scheduled_sampling: Optional[Dict[str, Any]] = None,
         history_noise: float = 0.0,
         continuation_share: float = 0.0,
+        guided_attention: Optional[Dict[str, Any]] = None,
     ):
         """``head`` picks the per-step objective (``espnet_kalle.lm.heads.HEADS``): ``gaussian_kl`` (KALL-E, default;
         ``lambda_end``/``end_*`` configure it), ``melle`` or ``energy_distance``; ``head_conf`` holds its options.
@@ -86,7 +95,12 @@ class KallE(AbsTTS):
 
         ``continuation_share`` (0 = off) joins about that share of each training batch into pairs of one speaker,
         text to text and frames to frames (``espnet_kalle.lm.continuation``), so the LM learns to go on after a
-        finished sentence, as it must after a prompt. A model with a speaker encoder pairs by ESPnet's ``sids``."""
+        finished sentence, as it must after a prompt. A model with a speaker encoder pairs by ESPnet's ``sids``.
+
+        ``guided_attention`` (``layers``, ``heads``, ``sigma``, ``weight``, ``target``, ``anneal_start``,
+        ``anneal_steps``; ``espnet_kalle.lm.guided_attention``) pulls a few heads' reading of the text along the
+        diagonal (``target: diagonal``) or along per-token ``durations`` (ESPnet's optional data name; the recipe
+        writes them from flite timings). Training only; off by default."""
         super().__init__()
         self.latent_dim = latent_dim
         self.speaker = SpeakerDistribution(**speaker_conf) if speaker_conf else None
@@ -133,6 +147,13 @@ class KallE(AbsTTS):
         if not 0.0 <= continuation_share <= 1.0:
             raise ValueError(f"continuation_share must be in [0, 1], got {continuation_share}")
         self.continuation_share = continuation_share
+        self.guided_attention = GuidedAttention(**guided_attention) if guided_attention else None
+        if self.guided_attention is not None:
+            bad = [i for i in self.guided_attention.layers if not 0 <= i < len(self.lm.backbone.layers)]
+            bad += [h for h in self.guided_attention.heads if not 0 <= h < self.lm.backbone.config.num_attention_heads]
+            if bad:
+                raise ValueError(f"guided_attention: layers/heads {bad} are not in this LM")
+            self.register_buffer("guided_step", torch.zeros((), dtype=torch.long))  # annealing survives a resume
         # Attributes ESPnet's Text2Speech reads.
         self.spks = None
         self.langs = None
@@ -162,9 +183,13 @@ class KallE(AbsTTS):
     ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor], torch.Tensor]:
         """Teacher-forced head loss (KALL-E: KL frames + end) + speaker KL, normalised by the number of valid frames."""
         sids = kwargs.get("sids")
+        durations = None
+        if self.training and self.guided_attention is not None:
+            durations = self.token_durations(text_lengths, feats_lengths, kwargs.get("durations"),
+                                             kwargs.get("durations_lengths"))
         if self.training and self.continuation_share > 0:
-            text, text_lengths, feats, feats_lengths, sids = self.joined_continuations(
-                text, text_lengths, feats, feats_lengths, sids)
+            text, text_lengths, feats, feats_lengths, sids, durations = self.joined_continuations(
+                text, text_lengths, feats, feats_lengths, sids, durations)
         feats = feats[:, : int(feats_lengths.max())]
         mu, log_sigma, mel = self.split_feats(feats)
         z_in = mu + log_sigma.exp() * torch.randn_like(mu)  # teacher forcing with posterior samples
@@ -187,26 +212,76 @@ class KallE(AbsTTS):
             drop = torch.rand(text.shape[0], device=text.device) < self.text_dropout
         if self.training:
             z_in = self.exposed_inputs(text, text_lengths, z_in, feats_lengths, speaker, drop)
-        hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
+        guided = None
+        if durations is not None:
+            guided = TextAttentionCapture(self.lm.backbone, self.guided_attention.layers, self.guided_attention.heads,
+                                          self.lm.speaker_positions + int(text_lengths.max()))
+            with guided:
+                hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
+        else:
+            hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
         terms = self.lm.head.loss(hidden, mu, log_sigma, feats_lengths, z_in)
         n_frames = terms["n_frames"]
         loss = terms["loss"] + self.lambda_speaker * kl_speaker_cost / n_frames
         batch_size = text.shape[0]
         stats = dict(loss=loss.detach(), **terms["stats"], kl_speaker=(kl_speaker_sum / batch_size).detach())
+        if guided is not None:
+            attention_cost = self.guided_attention_cost(guided, text_lengths, feats_lengths, durations, drop)
+            weight = self.guided_attention.weight_at(int(self.guided_step))
+            self.guided_step += 1
+            loss = loss + weight * attention_cost
+            stats.update(loss=loss.detach(), guided_attention=attention_cost.detach())
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
 
     def joined_continuations(self, text: torch.Tensor, text_lengths: torch.Tensor, feats: torch.Tensor,
-                             feats_lengths: torch.Tensor, sids: Optional[torch.Tensor]):
-        """The batch with ``continuation_share`` of its items joined into same-speaker pairs (and their sids)."""
+                             feats_lengths: torch.Tensor, sids: Optional[torch.Tensor],
+                             durations: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        """The batch with ``continuation_share`` of its items joined into same-speaker pairs (and their sids and
+        per-token durations, joined as their texts are)."""
         if sids is None and self.speaker is not None:
             raise ValueError("continuation_share pairs utterances of one speaker: it needs speaker ids (ESPnet "
                              "'sids'; the recipe passes them with --use_sid true)")
         groups = None if sids is None else sids.reshape(-1)
         pairs = continuation_pairs(groups, text.shape[0], self.continuation_share)
+        if durations is not None and pairs:
+            durations = join_rows(*durations, pair_groups(pairs, text.shape[0]))
         text, text_lengths, feats, feats_lengths, source = join_continuations(
             text, text_lengths, feats, feats_lengths, pairs)
-        return text, text_lengths, feats, feats_lengths, None if groups is None else groups[source]
+        return text, text_lengths, feats, feats_lengths, None if groups is None else groups[source], durations
+
+    def token_durations(self, text_lengths: torch.Tensor, feats_lengths: torch.Tensor,
+                        durations: Optional[torch.Tensor], durations_lengths: Optional[torch.Tensor]
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Frames per text token [B, N] and their counts [B]: the diagonal's, or ESPnet's ``durations`` checked
+        against the batch (one per token, summing to the item's frames)."""
+        if self.guided_attention.target == "diagonal":
+            rows = uniform_durations(text_lengths.cpu(), feats_lengths.cpu())
+            return pad_sequence(rows, batch_first=True).to(text_lengths.device), text_lengths
+        if durations is None:
+            raise ValueError("guided_attention target 'durations' needs per-token durations (ESPnet's 'durations';"
+                             " the recipe writes them from the corpus's phone timings)")
+        if durations_lengths is None:
+            durations_lengths = (durations >= 0).sum(1)
+        valid = torch.arange(durations.shape[1], device=durations.device)[None] < durations_lengths[:, None]
+        sums = (durations.clamp(min=0) * valid).sum(1)
+        if not torch.equal(durations_lengths.cpu(), text_lengths.cpu()) or not torch.equal(sums.cpu(),
+                                                                                           feats_lengths.cpu()):
+            raise ValueError("durations must give one count per text token and sum to the utterance's frames"
+                             f" (tokens {text_lengths.tolist()} vs {durations_lengths.tolist()}, frames"
+                             f" {feats_lengths.tolist()} vs {sums.tolist()})")
+        return durations, durations_lengths
+
+    def guided_attention_cost(self, capture: TextAttentionCapture, text_lengths: torch.Tensor,
+                              feats_lengths: torch.Tensor, durations: Tuple[torch.Tensor, torch.Tensor],
+                              drop: Optional[torch.Tensor]) -> torch.Tensor:
+        """The guided heads' cost on this batch (items whose text was dropped are left out)."""
+        spk = self.lm.speaker_positions
+        text_in = text_lengths if drop is None else torch.where(drop, torch.zeros_like(text_lengths), text_lengths)
+        query_starts = spk + text_in + len(self.lm.sep_ids) - 1  # the last separator predicts frame 0
+        centres = frame_centres(durations[0], durations[1], int(feats_lengths.max()))
+        return guided_attention_loss(capture.scores, spk, text_in, query_starts, feats_lengths, centres,
+                                     self.guided_attention.sigma)
 
     def exposed_inputs(self, text: torch.Tensor, text_lengths: torch.Tensor, z_in: torch.Tensor,
                        lengths: torch.Tensor, speaker: Optional[torch.Tensor], drop: Optional[torch.Tensor]

@@ -229,6 +229,18 @@ def test_speaker_ids_reach_the_lm_when_asked(recipe):
     assert "sids" not in dry_run_stage(recipe, 6, "--lm_config", str(recipe / "lm_joined_1voice.yaml"))
 
 
+def test_guided_attention_on_durations_gets_the_recipes_durations(recipe):
+    """An LM config that guides attention along durations makes stage 6 write them from the phone timings and give
+    them to the trainer (training only); the diagonal needs none."""
+    for target, wanted in (("durations", True), ("diagonal", False)):
+        conf = {"tts": "kalle", "tts_conf": {"guided_attention": {"layers": [1], "target": target}}}
+        (recipe / f"lm_guided_{target}.yaml").write_text(yaml.safe_dump(conf))
+        printed = dry_run_stage(recipe, 6, "--lm_config", str(recipe / f"lm_guided_{target}.yaml"))
+        assert ("espnet_kalle.recipe.token_durations --timings dump/raw/train/phone_timings" in printed) == wanted
+        assert ("train/durations\\,durations\\,text_int" in printed) == wanted
+        assert "valid_data_path_and_name_and_type" in printed and "valid/durations" not in printed
+
+
 def test_phoneme_tokens_get_their_own_token_list_and_stats(recipe):
     """Phoneme lists and text shapes depend on the cleaner and g2p (tts.sh: phn_<cleaner>_<g2p>), and stage 3
     phonemizes through the wrapper (offline espeak-ng, no NLTK download); characters keep their own list."""

@@ -156,3 +156,34 @@ def test_checkpoint_has_no_missing_keys(trained):
     model, _ = TTSTask.build_model_from_file(exp / "config.yaml", None, "cpu")
     state = torch.load(exp / CHECKPOINT, map_location="cpu", weights_only=True)
     assert set(model.state_dict()) == set(state)
+
+
+def test_guided_attention_trains_on_the_recipes_durations_inside_espnet(trained):
+    """The recipe's durations file (from phone timings, one count per token of ESPnet's own text_shape) reaches the
+    model as ESPnet's optional 'durations' and the guided heads' cost is trained and reported."""
+    from espnet_kalle.recipe.token_durations import main as write_durations
+
+    root, _, _ = trained
+    stats = root / "exp" / "stats"
+    shapes = {line.split()[0]: int(line.split()[1].split(",")[0])
+              for line in (stats / "train/speech_shape").read_text().splitlines()}
+    (root / "utt2num_samples").write_text("".join(f"{u} {t * 1280}\n" for u, t in shapes.items()))
+    (root / "phone_timings").write_text("train0 pau:0.1 hh:0.2 ax:0.3 l:0.4 ow:0.5 pau:0.6\n")  # others: diagonal
+    assert write_durations(["--timings", str(root / "phone_timings"), "--text_shape", str(stats / "train/text_shape"),
+                            "--speech_shape", str(stats / "train/speech_shape"),
+                            "--utt2num_samples", str(root / "utt2num_samples"),
+                            "--out", str(root / "durations")]) == 0
+    config = yaml.safe_load((root / "train_kalle.yaml").read_text())
+    config["tts_conf"]["guided_attention"] = {"layers": [1], "heads": [0], "target": "durations"}
+    config["max_epoch"] = 1
+    (root / "train_guided.yaml").write_text(yaml.safe_dump(config))
+    exp = root / "exp" / "guided"
+    log = run_tts_train(root, root / "train_guided.yaml", "--output_dir", str(exp),
+                        "--train_data_path_and_name_and_type", f"{root / 'durations'},durations,text_int",
+                        "--train_shape_file", str(stats / "train/text_shape"),
+                        "--train_shape_file", str(stats / "train/speech_shape"),
+                        "--valid_shape_file", str(stats / "valid/text_shape"),
+                        "--valid_shape_file", str(stats / "valid/speech_shape"))
+    costs = [float(x) for x in re.findall(r"\[train\].*?guided_attention=([-\d.e+]+)", log)]
+    assert costs and all(0 < c < 1 for c in costs), log[-2000:]
+    assert (exp / "1epoch.pth").is_file()

@@ -125,11 +125,13 @@ fi
 args_tag() { echo "$1" | sed -e 's/--/_/g' -e 's/[ |=]//g' -e 's:/:_:g'; }
 model_tag() { echo "$1" | sed -e 's:/:_:g' -e 's/\.[^.]*$//'; }  # 3epoch.pth -> 3epoch
 
-lm_tts_conf() {  # lm_tts_conf <key>: one tts_conf entry of the LM config, or nothing when missing or empty
+lm_tts_conf() {  # lm_tts_conf <key[.subkey]>: one tts_conf entry of the LM config, or nothing when missing or empty
     "${python}" - "${lm_config}" "$1" <<'PY'
 import sys, yaml
 conf = yaml.safe_load(open(sys.argv[1])) if sys.argv[1] else {}
-value = (conf.get("tts_conf") or {}).get(sys.argv[2])
+value = conf.get("tts_conf") or {}
+for key in sys.argv[2].split("."):
+    value = value.get(key) if isinstance(value, dict) else None
 print(value if value else "")
 PY
 }
@@ -384,6 +386,15 @@ if want 6 "${skip_train}"; then
         if ! done_or_dry "${lm_stats_dir}"; then
             # Shape files (text tokens, latent frames); the model's feats are not normalised (normalize: null).
             collect_stats "${lm_stats_dir}" "${latents_dir}" feats.scp espnet2.bin.tts_train "${lm_args}" "${common[@]}"
+        fi
+        if [ "$(lm_tts_conf guided_attention.target)" = durations ]; then
+            # Frames per token for the guided heads, from the corpus's phone timings (the diagonal without them).
+            run "${python}" -m espnet_kalle.recipe.token_durations \
+                --timings "${dumpdir}/raw/${train_set}/phone_timings" \
+                --text_shape "${lm_stats_dir}/train/text_shape" --speech_shape "${lm_stats_dir}/train/speech_shape" \
+                --utt2num_samples "${dumpdir}/raw/${train_set}/utt2num_samples" --fs "${fs}" \
+                --out "${lm_stats_dir}/train/durations"
+            common+=(--train_data_path_and_name_and_type "${lm_stats_dir}/train/durations,durations,text_int")
         fi
         write_run_sh "${lm_exp}" 6
         # The model references its Flow-VAE (recipe-relative paths, as ESPnet configs do) so that
