@@ -2,7 +2,8 @@
 
 As in the paper: draw N latent sequences from the Flow-VAE posterior of the prompt (N = 200 was best), fine-tune
 a copy of the LM only (the speaker encoder stays frozen: the speaker latent is computed once and fixed) with the
-frame KL against the prompt posterior and no end term, on the prompt's own transcript.
+frame KL against the prompt posterior and no end term, on the prompt's own transcript. Heads with that KL:
+``gaussian_kl`` (the paper's) and ``gaussian_mixture`` (its bound).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Dict, List, Optional
 import torch
 
 from espnet_kalle.lm.model import KalleLM
-from espnet_kalle.lm.next_distribution import next_distribution_loss
 
 
 @dataclass
@@ -28,18 +28,24 @@ class AdaptedVoice:
     meta: Dict[str, object] = field(default_factory=dict)
 
 
-def _batch_loss(lm, text_ids, prompt_mu, prompt_log_sigma, speaker, samples):
-    if getattr(lm, "head_type", "gaussian_kl") != "gaussian_kl":
-        raise ValueError(f"test-time training is KALL-E's KL objective: needs the gaussian_kl head, not {lm.head_type}")
+KL_HEADS = ("gaussian_kl", "gaussian_mixture")  # heads whose loss has the frame KL to the posterior
+
+
+def _batch_loss(lm, text_ids, prompt_mu, prompt_log_sigma, speaker, samples) -> torch.Tensor:
+    """The frame KL per frame on a batch of posterior samples of the prompt (no end or stop term)."""
+    if getattr(lm, "head_type", "gaussian_kl") not in KL_HEADS:
+        raise ValueError(f"test-time training is KALL-E's KL objective: needs one of the heads {KL_HEADS},"
+                         f" not {lm.head_type}")
     batch, frames = samples.shape[0], samples.shape[1]
     text = text_ids[None].expand(batch, -1)
     text_lengths = torch.full((batch,), text_ids.shape[0], dtype=torch.long)
     lengths = torch.full((batch,), frames, dtype=torch.long)
     spk = None if speaker is None else speaker.reshape(1, -1).expand(batch, -1)
-    mu, log_sigma = lm(text, text_lengths, samples, lengths, spk)
+    hidden = lm.hidden_states(text, text_lengths, samples, lengths, spk)
     target_mu = prompt_mu[None].expand(batch, -1, -1)
     target_ls = prompt_log_sigma[None].expand(batch, -1, -1)
-    return next_distribution_loss(mu, log_sigma, target_mu, target_ls, lengths, lambda_end=0.0)
+    terms = lm.head.loss(hidden, target_mu, target_ls, lengths, samples)
+    return terms["kl_frames_sum"] / terms["n_frames"]
 
 
 def test_time_train(
@@ -70,7 +76,7 @@ def test_time_train(
     with torch.enable_grad():
         for _ in range(steps):
             pick = torch.randint(n_samples, (min(batch_size, n_samples),), generator=gen)
-            loss = _batch_loss(adapted, text_ids, prompt_mu, prompt_log_sigma, speaker, samples[pick])["loss"]
+            loss = _batch_loss(adapted, text_ids, prompt_mu, prompt_log_sigma, speaker, samples[pick])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(adapted.parameters(), 1.0)

@@ -200,7 +200,7 @@ def test_mixture_kl_bound_is_above_the_sampled_kl_and_kalles_kl_for_one_componen
         q = torch.distributions.Independent(torch.distributions.Normal(mu, q_log_sigma.exp()), 1)
         z = q.sample((20000,))
         sampled = (q.log_prob(z) - mixture_of(logits, p_mu, p_ls).log_prob(z)).mean(0).sum()
-        return float(head.loss(hidden, mu, q_log_sigma, lengths)["kl_sum"]), float(sampled)
+        return float(head.loss(hidden, mu, q_log_sigma, lengths)["kl_frames_sum"]), float(sampled)
 
     torch.manual_seed(0)
     bound, sampled = bound_and_sampled(log_sigma)
@@ -213,7 +213,7 @@ def test_mixture_kl_bound_is_above_the_sampled_kl_and_kalles_kl_for_one_componen
     with torch.no_grad():  # the one component's offsets folded into KALL-E's layer: the same Gaussian
         kalle.distribution_linear.weight += one.component_linear.weight
         kalle.distribution_linear.bias += one.component_linear.bias
-    torch.testing.assert_close(one.loss(hidden, mu, log_sigma, lengths)["kl_sum"],
+    torch.testing.assert_close(one.loss(hidden, mu, log_sigma, lengths)["kl_frames_sum"],
                                kalle.loss(hidden, mu, log_sigma, lengths)["kl_frames_sum"])
 
 

@@ -100,3 +100,29 @@ def test_ttt_rejects_bad_input(base_lm):
         test_time_train(base_lm, torch.tensor([], dtype=torch.long), torch.zeros(4, 512), torch.zeros(4, 512))
     with pytest.raises(ValueError, match="posterior"):
         test_time_train(base_lm, torch.tensor([1]), torch.zeros(4, 512), torch.zeros(4, 511))
+
+
+def test_ttt_adapts_a_mixture_head_lm_and_refuses_heads_without_a_kl():
+    torch.manual_seed(0)
+    lm = KalleLM(vocab_size=20, latent_dim=16, hidden_size=64, num_layers=2, num_heads=4, speaker_dim=8,
+                 max_position_embeddings=256, head_type="gaussian_mixture", head_conf={"num_components": 3}).eval()
+    g = torch.Generator().manual_seed(1)
+    prompt, prompt_ls = torch.randn(20, 16, generator=g), torch.full((20, 16), LOG_SIGMA)
+    text, speaker = torch.tensor([3, 4, 5, 6]), torch.randn(8)
+
+    def kl_bound(model):
+        z = prompt + prompt_ls.exp() * torch.randn((8, 20, 16), generator=torch.Generator().manual_seed(0))
+        lengths = torch.full((8,), 20)
+        with torch.no_grad():
+            hidden = model.hidden_states(text.expand(8, -1), torch.full((8,), 4), z, lengths, speaker.expand(8, -1))
+            terms = model.head.loss(hidden, prompt.expand_as(z), prompt_ls.expand_as(z), lengths)
+        return float(terms["kl_frames_sum"] / terms["n_frames"])
+
+    voice = test_time_train(lm, text, prompt, prompt_ls, speaker, n_samples=50, steps=30, batch_size=4,
+                            learning_rate=3e-3)
+    adapted = copy.deepcopy(lm)
+    adapted.load_state_dict(voice.lm_state)
+    assert kl_bound(adapted) < 0.5 * kl_bound(lm)
+    other = KalleLM(vocab_size=20, latent_dim=16, hidden_size=64, num_layers=2, num_heads=4, head_type="melle")
+    with pytest.raises(ValueError, match="needs one of the heads"):
+        test_time_train(other, text, prompt, prompt_ls, n_samples=4, steps=1)

@@ -93,7 +93,7 @@ class GaussianMixtureHead(OutputHead):
                      pred_log_sigma=(log_sigma.mean((-1, -2)) * mask).sum() / n_frames)
         return {
             "loss": (kl_sum + self.lambda_stop * stop_sum) / n_frames,
-            "kl_sum": kl_sum, "stop_sum": stop_sum, "n_frames": n_frames,
+            "kl_frames_sum": kl_sum, "stop_sum": stop_sum, "n_frames": n_frames,
             "stats": {k: v.detach() for k, v in stats.items()},
         }
 
