@@ -17,7 +17,7 @@ from espnet_kalle.scoring.report import summarize, write_summary_json
 from espnet_kalle.scoring.runner import COLUMNS, ScoreRun
 
 TUNING = RECIPE / "conf" / "tuning"
-HEADS = ("gaussian_kl", "melle", "energy_distance")
+HEADS = ("gaussian_kl", "melle", "energy_distance", "gaussian_mixture")
 HEAD_ONLY = {"head", "head_conf", "lambda_end"}  # lambda_end weights gaussian_kl's end distribution only
 
 
@@ -36,7 +36,7 @@ def without_head(conf: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("size", ["mini", "paper"])
-@pytest.mark.parametrize("head", ["melle", "energy_distance"])
+@pytest.mark.parametrize("head", ["melle", "energy_distance", "gaussian_mixture"])
 def test_head_configs_differ_from_their_base_only_in_the_head(size, head):
     """Equal footing: same backbone, speaker encoder, optimizer, batches and epochs as the gaussian_kl config."""
     base = yaml.safe_load(config_of(size, "gaussian_kl").read_text())
@@ -50,7 +50,7 @@ def test_head_configs_differ_from_their_base_only_in_the_head(size, head):
     assert set(conf["tts_conf"]["head_conf"]) <= set(options)  # no option the head would reject
 
 
-@pytest.mark.parametrize("head", ["melle", "energy_distance"])
+@pytest.mark.parametrize("head", ["melle", "energy_distance", "gaussian_mixture"])
 def test_paper_head_configs_build_on_the_paper_backbone(head, monkeypatch):
     """The paper-size variants build (the 1B backbone on the meta device). Their ESPnet options are
     train_kalle_paper.yaml's (test above), which test_stage_driver parses with ESPnet's own parser."""
@@ -77,7 +77,7 @@ def test_driver_dry_run_prints_one_stage_6_to_9_run_per_head(tmp_path):
                          cwd=recipe, env=recipe_env(), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     runs = [shlex.split(line[2:]) for line in out.stderr.splitlines() if line.startswith("+ ./run.sh ")]
-    assert len(runs) == 3
+    assert len(runs) == len(HEADS)
     opts = [dict(zip(r[1::2], r[2::2])) for r in runs]
     for o in opts:
         assert (o["--stage"], o["--stop_stage"], o["--dry_run"], o["--lm_args"]) == ("6", "9", "true", "--max_epoch 2")
@@ -85,7 +85,7 @@ def test_driver_dry_run_prints_one_stage_6_to_9_run_per_head(tmp_path):
         assert o["--inference_tag"] == "compare_heads"  # into decoding dirs of the same name
     assert [o["--lm_config"] for o in opts] == [str(config_of("mini", h).relative_to(RECIPE)) for h in HEADS]
     tags = [o["--lm_tag"] for o in opts]
-    assert len(set(tags)) == 3 and all(t.endswith(h) for t, h in zip(tags, HEADS))
+    assert len(set(tags)) == len(HEADS) and all(t.endswith(h) for t, h in zip(tags, HEADS))
     # each run.sh ran its own dry run: stages 6-9 into its own exp dir
     for tag in tags:
         assert re.search(rf"\) Stage 6: .* training -> exp/lm_{tag}\n", out.stderr)
@@ -113,6 +113,7 @@ SCORES = {
     "gaussian_kl": (1, 0.80, 6.0, 2.80, 0.25, 10_000),
     "melle": (2, 0.70, 7.5, 2.50, 0.50, 20_000),
     "energy_distance": (0, 0.75, 6.5, 3.00, 0.20, 250_000),
+    "gaussian_mixture": (1, 0.85, 5.5, 2.90, 0.25, 40_000),
 }
 BACKBONE = 1_000_000
 
@@ -150,7 +151,8 @@ def fake_experiment(exp: Path, head: str, scores: tuple, model_file: str) -> Non
 
 
 def test_merge_writes_the_side_by_side_table(tmp_path):
-    for head, model_file in zip(HEADS, ("packed_latest/lm/model.pth", "packed_3epoch/lm/model.pth", "latest.pth")):
+    model_files = ("packed_latest/lm/model.pth", "packed_3epoch/lm/model.pth", "latest.pth", "latest.pth")
+    for head, model_file in zip(HEADS, model_files):
         fake_experiment(tmp_path / f"exp/lm_heads_mini_{head}", head, SCORES[head], model_file)
     out = tmp_path / "exp/compare_heads/RESULTS.md"
     assert compare.main([*(a for h in HEADS for a in ("--exp", f"{h}={tmp_path}/exp/lm_heads_mini_{h}")),
@@ -163,6 +165,7 @@ def test_merge_writes_the_side_by_side_table(tmp_path):
         "|gaussian_kl|25.0|0.800|6.00|2.80|0.250|1.01 M|0.01 M|",
         "|melle|50.0|0.700|7.50|2.50|0.500|1.02 M|0.02 M|",
         "|energy_distance|0.0|0.750|6.50|3.00|0.200|1.25 M|0.25 M|",
+        "|gaussian_mixture|25.0|0.850|5.50|2.90|0.250|1.04 M|0.04 M|",
         "|reference (ceiling)|0.0|0.900|-|3.20|-|-|-|",
     ])
     every = text.split("### test: every decode system\n\n")[1]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Compare the LM output heads on equal footing: KALL-E's next-distribution head (gaussian_kl, the default), MELLE's
-# (melle, arXiv 2407.08551) and SLED's energy distance (energy_distance, arXiv 2505.13181). Run from the recipe dir
+# (melle, arXiv 2407.08551), SLED's energy distance (energy_distance, arXiv 2505.13181) and a mixture of Gaussians
+# with KALL-E's KL (gaussian_mixture). Run from the recipe dir
 # after stages 1-5, which every head shares (data, token list, Flow-VAE, latents):
 #
 #   ./run.sh --stop_stage 5
@@ -16,7 +17,7 @@ set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${0##*/}:${BASH_LINENO[0]}) $*" >&2; }
 
-heads="gaussian_kl melle energy_distance"   # heads to compare (espnet_kalle.lm.heads.HEADS)
+heads="gaussian_kl melle energy_distance gaussian_mixture"   # heads to compare (espnet_kalle.lm.heads.HEADS)
 size=mini               # LM configs: conf/tuning/train_kalle_<size>.yaml (gaussian_kl), ..._<size>_<head>.yaml
 tag_prefix=heads        # LM experiments: <expdir>/lm_<tag_prefix>_<size>_<head>
 stage=6                 # run.sh stages run per head (1-5 are shared: run them once beforehand)
