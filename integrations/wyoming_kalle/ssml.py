@@ -53,11 +53,6 @@ def parse_ssml(markup: str) -> List[Piece]:
     return _merge(_walk(root))
 
 
-def plain_text(pieces: List[Piece]) -> str:
-    """The words of ``parse_ssml``'s output, without the pauses."""
-    return " ".join(piece for piece in pieces if isinstance(piece, str))
-
-
 def _tag(element: Element) -> str:
     return element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
 
