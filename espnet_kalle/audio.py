@@ -24,6 +24,7 @@ import soundfile as sf
 
 from espnet_kalle.atomic import atomic_path
 from espnet_kalle.errors import InputError
+from espnet_kalle.pcm import to_int16
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -94,13 +95,16 @@ def save_audio(path: PathLike, wav: np.ndarray, sample_rate: int, subtype: str =
     renamed over ``path``, so readers never see a half-written file.
 
     ``subtype`` is a libsndfile subtype ("PCM_16", "PCM_24", "FLOAT"); PCM output is clipped to [-1, 1]
-    first (libsndfile would otherwise wrap around on overflow).
+    first (libsndfile would otherwise wrap around on overflow), and 16-bit PCM is converted by ``pcm.to_int16``,
+    so a file holds the samples a stream of the same audio sends.
     """
     p = Path(path)
     data = np.asarray(wav, dtype=np.float32)
     if data.ndim not in (1, 2):
         raise ValueError(f"wav must be [T] or [T, C], got shape {data.shape}")
-    if subtype.startswith("PCM"):
+    if subtype == "PCM_16":
+        data = to_int16(data)
+    elif subtype.startswith("PCM"):
         data = np.clip(data, -1.0, 1.0)
     p.parent.mkdir(parents=True, exist_ok=True)
     fmt = p.suffix.lstrip(".").upper() or "WAV"

@@ -1,8 +1,9 @@
 """Float samples -> 16-bit PCM, the one conversion of the project, and PCM in pieces of one steady size for the
 streaming integrations (Wyoming, Pipecat) and the scorers.
 
-The conversion is libsndfile's when it writes our WAV files (x * 32767, rounded, clipped to [-1, 1] first), so a
-stream and a file of the same audio hold the same samples.
+Our WAV writers (``audio.save_audio``, ``wav_writer.StreamingWavWriter``) hand libsndfile these int16 samples rather
+than floats (libsndfile would scale by 32768 and truncate), so a stream and a file of the same audio hold the same
+samples.
 
 Audio comes out of the synthesizer 80 ms at a time, and out of a resampler in whatever pieces its filter releases;
 players and transports expect chunks of one size. ``PcmChunker`` regroups bytes into ``samples_per_chunk`` pieces

@@ -16,6 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from espnet_kalle.atomic import atomic_path
+from espnet_kalle.pcm import to_int16
 
 
 class StreamingWavWriter:
@@ -34,7 +35,7 @@ class StreamingWavWriter:
             raise
 
     def write(self, chunk: np.ndarray) -> None:
-        self._file.write(np.clip(np.asarray(chunk, dtype=np.float32), -1.0, 1.0))
+        self._file.write(to_int16(chunk))  # the project's one float -> PCM rule, as streams get it
         if self.flush_every_write:
             self._file.flush()
 

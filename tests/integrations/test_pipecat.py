@@ -147,8 +147,6 @@ def test_streams_80ms_frames_matching_synthesize_with_metrics(synth, error_logs)
     assert not synth_threads()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 27 part 1: libsndfile writes floor(x * 32768), espnet_kalle.pcm sends "
-                   "round(x * 32767); about half the samples differ by one step")
 def test_pcm_is_the_wav_the_library_writes(synth, tmp_path):
     """The samples a Pipecat pipeline plays are those of the WAV file the library writes for the same audio
     (its save_audio, read back as int16): one float -> 16-bit conversion for files and streams."""
