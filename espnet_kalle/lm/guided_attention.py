@@ -12,7 +12,7 @@ The weight can be annealed away once the heads align.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import torch
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
@@ -103,14 +103,13 @@ def frame_centres(durations: torch.Tensor, lengths: torch.Tensor, t_max: int) ->
 
 def guided_attention_loss(scores: Sequence[torch.Tensor], text_start: int, text_lengths: torch.Tensor,
                           query_starts: torch.Tensor, frame_lengths: torch.Tensor, centres: torch.Tensor,
-                          sigma: float, items: Optional[torch.Tensor] = None) -> torch.Tensor:
+                          sigma: float) -> torch.Tensor:
     """Mean over the guided heads, layers and valid frames of sum_n A[j, n] W[j, n] (A: the head's attention over
     the item's text keys, renormalised). Frame j's query is position ``query_starts[b] + j``; the text of item b
-    sits at ``text_start`` .. ``text_start + text_lengths[b] - 1``. ``items`` [B] bool leaves items out (no text)."""
+    sits at ``text_start`` .. ``text_start + text_lengths[b] - 1``; items without text are left out."""
     batch, t_max = centres.shape
     device = centres.device
-    keep = torch.ones(batch, dtype=torch.bool, device=device) if items is None else items.to(device)
-    keep = keep & (text_lengths.to(device) > 0)
+    keep = text_lengths.to(device) > 0
     rows = query_starts.to(device)[:, None] + torch.arange(t_max, device=device)  # [B, T]
     n = torch.arange(scores[0].shape[-1], device=device) - text_start  # text index of each key
     n_text = text_lengths.to(device).clamp(min=1).float()

@@ -9,6 +9,7 @@ ECAPA-TDNN reads from a random segment. ESPnet's ``Text2Speech`` can load a trai
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -216,9 +217,7 @@ class KallE(AbsTTS):
         if durations is not None:
             guided = TextAttentionCapture(self.lm.backbone, self.guided_attention.layers, self.guided_attention.heads,
                                           self.lm.speaker_positions + int(text_lengths.max()))
-            with guided:
-                hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
-        else:
+        with guided or contextlib.nullcontext():
             hidden = self.lm.hidden_states(text, text_lengths, z_in, feats_lengths, speaker, drop)
         terms = self.lm.head.loss(hidden, mu, log_sigma, feats_lengths, z_in)
         n_frames = terms["n_frames"]

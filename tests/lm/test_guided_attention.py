@@ -20,11 +20,9 @@ from espnet_kalle.tts.kalle import KallE
 LM_CONF = dict(hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64)
 
 
-def tiny_lm(seed=0, attn="sdpa"):
-    torch.manual_seed(seed)
-    lm = KalleLM(vocab_size=30, latent_dim=8, **LM_CONF)
-    lm.backbone.config._attn_implementation = attn
-    return lm
+def tiny_lm():
+    torch.manual_seed(0)
+    return KalleLM(vocab_size=30, latent_dim=8, **LM_CONF)
 
 
 def text_attention_of_eager(lm, inputs, layer, heads, keys):
