@@ -95,11 +95,6 @@ class FlowVAE(nn.Module):
         keep = mu.shape[-1] - self.prompt_drop_last
         return mu[..., :keep], log_sigma[..., :keep]
 
-    @property
-    def lookahead_seconds(self) -> float:
-        """How far streamed audio lags the frames pushed (the decoder's lookahead)."""
-        return self.decoder.lookahead_samples / self.sample_rate
-
     def stream_decoder(self) -> StreamDecoder:
         """A fresh incremental decoder; ``push`` chunks of latents, then ``flush``."""
         return StreamDecoder(self.decoder, self.latent_dim)

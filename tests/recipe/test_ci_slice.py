@@ -28,7 +28,7 @@ CODEC_EXP = "exp/codec_train_flowvae_debug_raw"
 LM_TAG = "train_kalle_debug_train_flowvae_debug_raw_char_tacotron"
 LM_EXP = f"exp/lm_{LM_TAG}"
 LATENTS = "dump/latents/train_flowvae_debug_raw_mel"  # the codec's latents + speaker log-mel
-DECODE = "decode_debug_latest"  # <decode config>_<lm model>
+DECODE = "decode_debug_valid.loss.ave"  # <decode config>_<lm model>
 
 
 def run_recipe(recipe: Path, *args: str, timeout: int = 900):
@@ -64,10 +64,12 @@ def test_every_stage_ran_and_left_its_outputs(recipe):
     tokens = (root / "data/token_list/char_tacotron/tokens.txt").read_text().split("\n")
     assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-2:] == ["<sos/eos>", ""]
     assert (root / CODEC_EXP / "latest.pth").is_file() and (root / LM_EXP / "latest.pth").is_file()
+    assert (root / LM_EXP / "valid.loss.ave.pth").is_file()  # packed by default, as tts.sh packs its average
     shape = (root / LATENTS / "train/feats_shape").read_text().split("\n")[0].split()[1]
     assert shape.split(",")[1] == str(2 * 8 + 8 * 80)  # mu | log_sigma | speaker log-mel
-    assert (root / LM_EXP / "packed_latest/model.yaml").is_file() and (root / LM_EXP / "packed_latest.zip").is_file()
-    assert yaml.safe_load((root / LM_EXP / "packed_latest/model.yaml").read_text())["lang"] == "en"
+    packed = root / LM_EXP / "packed_valid.loss.ave"
+    assert (packed / "model.yaml").is_file() and (root / LM_EXP / "packed_valid.loss.ave.zip").is_file()
+    assert yaml.safe_load((packed / "model.yaml").read_text())["lang"] == "en"
 
     dec = root / LM_EXP / DECODE / "test"
     systems = (dec / "systems").read_text().split()
@@ -150,7 +152,7 @@ def test_phoneme_input_trains_packs_and_speaks(recipe):
     tokens = (root / "data/token_list/phn_tacotron_espeak_ng_english_us_vits/tokens.txt").read_text().split("\n")
     assert {"ə", "ˈ", "<space>"} <= set(tokens) and tokens[:2] == ["<blank>", "<unk>"]
     exp = root / "exp/lm_debug_phn"
-    packed = yaml.safe_load((exp / "packed_latest/lm/config.yaml").read_text())
+    packed = yaml.safe_load((exp / "packed_valid.loss.ave/lm/config.yaml").read_text())
     assert (packed["token_type"], packed["g2p"]) == ("phn", "espeak_ng_english_us_vits")
     test_utts = sorted(line.split()[0] for line in (root / "dump/raw/test/wav.scp").read_text().splitlines())
     preset = next(s for s in (exp / DECODE / "test/systems").read_text().split() if s.startswith("preset_"))

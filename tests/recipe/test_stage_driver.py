@@ -273,11 +273,11 @@ def test_experiment_dirs_are_named_from_config_and_front_end(recipe):
     printed = dry_run_stage(recipe, 4)
     assert f"training -> {CODEC_EXP}\n" in printed
     base = dry_run_stage(recipe, 3, "--stop_stage", "8")
-    assert exp_dirs(base) == (LM_EXP, f"{LM_EXP}/decode_latest/test")
+    assert exp_dirs(base) == (LM_EXP, f"{LM_EXP}/decode_valid.loss.ave/test")
     assert "-> data/token_list/char_tacotron/tokens.txt" in base  # tts.sh: token_list/<type>[_<cleaner>][_<g2p>]
     assert "--out-dir dump/latents/train_flowvae_raw_mel/train" in base
     assert f"collect_stats -> exp/lm_stats_train_flowvae_raw_mel_char_tacotron, training -> {LM_EXP}" in base
-    assert f"--out {LM_EXP}/packed_latest --voices" in base
+    assert f"--out {LM_EXP}/packed_valid.loss.ave --voices" in base
     variants = {
         "cleaner": ["--cleaner", "none"],
         "phn": ["--token_type", "phn", "--g2p", "espeak_ng_english_us_vits"],
@@ -303,9 +303,9 @@ def test_decoding_dirs_carry_an_inference_tag(recipe):
     def dec(*args):
         return exp_dirs(dry_run_stage(recipe, 8, *args))[1]
 
-    assert dec() == f"{LM_EXP}/decode_latest/test"
-    assert dec("--decode_config", "conf/tuning/decode_debug.yaml") == f"{LM_EXP}/decode_debug_latest/test"
-    assert dec("--decode_args", "--seed 3") == f"{LM_EXP}/decode_seed3_latest/test"
+    assert dec() == f"{LM_EXP}/decode_valid.loss.ave/test"
+    assert dec("--decode_config", "conf/tuning/decode_debug.yaml") == f"{LM_EXP}/decode_debug_valid.loss.ave/test"
+    assert dec("--decode_args", "--seed 3") == f"{LM_EXP}/decode_seed3_valid.loss.ave/test"
     assert dec("--lm_model", "valid.loss.best.pth") == f"{LM_EXP}/decode_valid.loss.best/test"
     assert dec("--inference_tag", "mine") == f"{LM_EXP}/mine/test"
     assert f"--out {LM_EXP}/mine/test/scoring" in dry_run_stage(recipe, 9, "--inference_tag", "mine")
@@ -321,7 +321,7 @@ def test_finished_work_of_another_front_end_or_decode_config_is_not_reused(tmp_p
     their own work (here they stop at once: this recipe dir has no latents and no packed model)."""
     root = copy_recipe(tmp_path / "tts1")
     fake_done(root, LM_EXP)
-    fake_done(root, f"{LM_EXP}/decode_latest/test")
+    fake_done(root, f"{LM_EXP}/decode_valid.loss.ave/test")
     same = run_recipe(root, "--stage", "6", "--stop_stage", "6")
     assert same.returncode == 0 and f"{LM_EXP} is trained" in same.stderr, same.stderr[-2000:]
     for args in (["--token_type", "phn", "--g2p", "espeak_ng_english_us_vits"], ["--cleaner", "none"]):
@@ -329,11 +329,23 @@ def test_finished_work_of_another_front_end_or_decode_config_is_not_reused(tmp_p
         assert other.returncode != 0 and "is trained" not in other.stderr, other.stderr[-2000:]
         assert "run stages 1-5 first" in other.stderr  # it went for its own training
     same = run_recipe(root, "--stage", "8", "--stop_stage", "8")
-    assert same.returncode == 0 and f"{LM_EXP}/decode_latest/test is complete" in same.stderr
+    assert same.returncode == 0 and f"{LM_EXP}/decode_valid.loss.ave/test is complete" in same.stderr
     other = run_recipe(root, "--stage", "8", "--stop_stage", "8", "--decode_config", "conf/tuning/decode_debug.yaml")
     assert other.returncode != 0 and "is complete" not in other.stderr
-    assert f"-m espnet_kalle.recipe.decode prepare --model_dir {LM_EXP}/packed_latest" in other.stderr
-    assert f"--out_dir {LM_EXP}/decode_debug_latest/test" in other.stderr
+    assert f"-m espnet_kalle.recipe.decode prepare --model_dir {LM_EXP}/packed_valid.loss.ave" in other.stderr
+    assert f"--out_dir {LM_EXP}/decode_debug_valid.loss.ave/test" in other.stderr
+
+
+def test_packing_a_run_that_has_not_averaged_says_which_checkpoint_to_pass(tmp_path):
+    """Stage 7 packs ESPnet's average by default (valid.loss.ave.pth, as tts.sh's inference_model); a run stopped
+    before its --max_epoch has none, and the error names the way out instead of a traceback from the packer."""
+    root = copy_recipe(tmp_path / "tts1")
+    fake_done(root, LM_EXP)
+    (root / LM_EXP / "latest.pth").write_bytes(b"")
+    out = run_recipe(root, "--stage", "7", "--stop_stage", "7")
+    assert out.returncode != 0, out.stderr[-2000:]
+    assert f"missing {LM_EXP}/valid.loss.ave.pth" in out.stderr and "--lm_model latest.pth" in out.stderr
+    assert "espnet_kalle.pretrained.pack" not in out.stderr and not (root / LM_EXP / "packed_valid.loss.ave").exists()
 
 
 def test_gpu_inference_goes_through_cuda_cmd_with_a_gpu(recipe, tmp_path):
@@ -372,8 +384,9 @@ def test_upload_stage_dry_run_and_its_options(recipe):
     printed = dry_run_stage(recipe, 10, "--skip_upload_hf", "false", "--hf_repo", "me/kalle-mini",
                             "--hf_dry_run", "true")
     line = next(x for x in printed.splitlines() if "espnet_kalle.recipe.upload_hf" in x)
-    for piece in (f"--model_dir {LM_EXP}/packed_latest --out exp/hf_me_kalle-mini --repo me/kalle-mini",
-                  "--data_dirs dump/raw/train dump/raw/dev dump/raw/test", f"--results_dir {LM_EXP}/decode_latest",
+    for piece in (f"--model_dir {LM_EXP}/packed_valid.loss.ave --out exp/hf_me_kalle-mini",
+                  "--repo me/kalle-mini", "--data_dirs dump/raw/train dump/raw/dev dump/raw/test",
+                  f"--results_dir {LM_EXP}/decode_valid.loss.ave",
                   f"--command_file {CODEC_EXP}/run.sh", f"--command_file {LM_EXP}/run.sh", " --dry_run"):
         assert piece in line, (piece, line)
     assert "Stage 10" not in dry_run_stage(recipe, 10)  # skipped by default, as tts.sh's --skip_upload_hf true

@@ -69,7 +69,9 @@ codec_model=latest.pth  # the codec model file used for latents and packing (ESP
 lm_config=""            # LM training config (conf/train_kalle.yaml)
 lm_args=""              # more tts_train options
 lm_tag=""               # exp/lm_<tag> (default: <config name>_<codec tag>_<token_type>[_<cleaner>][_<g2p>][<lm_args>])
-lm_model=latest.pth     # the LM model file to pack (e.g. valid.loss.best.pth)
+lm_model=valid.loss.ave.pth  # the LM model file to pack, as tts.sh's inference_model: ESPnet's average of the
+                        # config's keep_nbest_models best-valid epochs, written when the run reaches its --max_epoch
+                        # (an unfinished run: latest.pth or <N>epoch.pth)
 speaker_mel=auto        # append speaker log-mel to the latents: auto = when the LM config has speaker_conf
 use_sid=auto            # pass ESPnet speaker ids (utt2sid -> sids) to the LM: auto = when the LM config has
                         # speaker_reference: other_utterance or continuation_share (both pair one speaker's utterances)
@@ -190,6 +192,7 @@ write_run_sh() {  # write_run_sh <dir> <stage>
 want() {  # want <stage> <skip flag>: is the stage selected?
     (( stage <= $1 && $1 <= stop_stage )) && [ "$2" = false ]
 }
+lm_model_hint="--lm_model; ESPnet writes valid.loss.ave.pth when training reaches --max_epoch, pass --lm_model latest.pth for an unfinished run"
 need_file() { [ "${dry_run}" = true ] || [ -e "$1" ] || { log "missing $1 ($2)"; exit 1; }; }
 
 # ---------------------------------------------------------------------------------------- 1. data preparation
@@ -408,7 +411,7 @@ if want 6 "${skip_train}"; then
             --valid_shape_file "${lm_stats_dir}/valid/speech_shape" \
             --fold_length 150 --fold_length 250 \
             --resume true --output_dir "${lm_exp}" ${lm_args}
-        need_file "${lm_exp}/${lm_model}" "--lm_model"
+        need_file "${lm_exp}/${lm_model}" "${lm_model_hint}"
         mark_done "${lm_exp}"
     fi
 fi
@@ -419,6 +422,7 @@ if want 7 "${skip_packing}"; then
     if done_or_dry "${packed_dir}"; then
         log "${packed_dir} is packed"
     else
+        need_file "${lm_exp}/${lm_model}" "${lm_model_hint}"
         # shellcheck disable=SC2086
         run ${train_cmd} "${lm_exp}/log/pack.log" \
             "${python}" -m espnet_kalle.pretrained.pack --lm-config "${lm_exp}/config.yaml" \
