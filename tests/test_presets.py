@@ -41,21 +41,6 @@ def test_pick_distinct_keeps_consistent_voices_far_from_the_average_and_unlike_e
     assert len(pick_distinct(crowd, 3)) == 3 and pick_distinct(crowd, 0) == []
 
 
-def test_pick_distinct_prefers_voices_the_asr_reads_when_the_audition_had_one():
-    crowd = [candidate(s, 0, 0, 0, noise=0.1) for s in range(6)]
-    mumbler = candidate(10, 1, 1, 1, noise=0.02)  # the farthest, most consistent voice, but hard to understand
-    clear = candidate(12, 2, 2, 2, noise=0.03)
-    everyone = crowd + [mumbler, clear]
-    assert {c.seed for c in pick_distinct(everyone, 2)} == {10, 12}  # without an ASR: distance alone
-    for c, wer in zip(everyone, [30, 35, 40, 45, 50, 55, 90, 20]):
-        c.check_wer = wer
-    picked = pick_distinct(everyone, 2)
-    assert 10 not in {c.seed for c in picked} and picked[0].seed == 12
-    # an ASR that missed one candidate leaves the choice to distance, as before
-    mumbler.check_wer = None
-    assert {c.seed for c in pick_distinct(everyone, 2)} == {10, 12}
-
-
 def test_own_prompt_is_spoken_by_the_voice_and_repeatable_by_seed(synth):
     a = synth.with_own_prompt(5, "hello there.", seed=1)
     b = synth.with_own_prompt(5, "hello there.", seed=1)
@@ -86,6 +71,5 @@ def test_presets_cli_rewrites_the_voices_of_a_model_dir(tiny_model_dir, tmp_path
     assert float(low.tags["median_f0"]) <= float(high.tags["median_f0"])
     assert {low.seed, high.seed} <= {0, 1, 2} and low.seed != high.seed
     assert all(v.prompt_latents is not None and 0 <= float(v.tags["consistency"]) <= 1 for v in (low, high))
-    assert all(0 <= float(v.tags["check_wer"]) for v in (low, high))  # the recipe's ASR heard the audition
     assert "seed 0: consistency" in capsys.readouterr().out
     assert synth.synthesize("hello.", voice="low-1").size > 0

@@ -9,12 +9,10 @@ latent alone drifts toward its average voice (mini-en: every plain preset was ne
 continues that prompt (``KalleSynthesizer.with_own_prompt``), which holds the voice as a recording holds a clone's.
 
 Why picking: most prompts land on the model's average voice (where a latent alone drifts), some on a distinct
-voice that the continuation then keeps, and a small model reads its text more clearly in some voices than in
-others. Picking listens only to the model, never to a recording: each candidate speaks ``CHECK_SENTENCES``; the
-half whose sentences sound least like one speaker (resemblyzer cosine between them) is dropped, then the half of
-the rest that an ASR reads worst (when the audition has one: the recipe's scorer), and presets are the voices
-farthest from the average of all candidates, unlike each other where the candidates allow (``pick_distinct``).
-mini-en: 36 candidates, 3 presets; see its RESULTS.md for how well the check sentences predict other sentences.
+voice that the continuation then keeps. Picking listens only to the model, never to a recording: each candidate
+speaks ``CHECK_SENTENCES``; the half whose sentences sound least like one speaker (resemblyzer cosine between them)
+is dropped, and presets are the voices farthest from the average of all candidates, unlike each other where the
+candidates allow (``pick_distinct``). mini-en: 36 candidates, 3 presets; see its RESULTS.md.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ import numpy as np
 import yaml
 
 from espnet_kalle.atomic import write_text_atomic
-from espnet_kalle.scoring.asr_wer import ASR, make_asr, sum_errors, word_errors
 from espnet_kalle.scoring.speaker_sim import unit
 from espnet_kalle.voice import Voice
 
@@ -42,10 +39,6 @@ CHECK_SENTENCES = (
     "Please call me back when you get this message.",
     "The weather will be clear with a light breeze.",
     "Turn left at the next corner and keep going.",
-    "We should leave early to miss the traffic.",
-    "She bought fresh bread and a bag of apples.",
-    "The meeting has been moved to Thursday afternoon.",
-    "Thank you for waiting, your table is ready now.",
 )
 CANDIDATES_PER_VOICE = 12
 SAME_VOICE = 0.95  # resemblyzer cosine above which two candidates count as one voice
@@ -59,7 +52,6 @@ class Candidate:
     embeddings: np.ndarray  # [sentences, dim], unit-norm speaker embeddings of the check sentences
     wavs: List[np.ndarray]  # the check sentences (pitch is measured on picked candidates only: it is slow)
     sample_rate: int
-    check_wer: Optional[float] = None  # % word errors of an ASR on the check sentences (None: no ASR heard them)
 
     @property
     def consistency(self) -> float:
@@ -88,25 +80,18 @@ def median_f0(wav: np.ndarray, sample_rate: int) -> float:
     return float(np.median(voiced)) if voiced.size else 0.0
 
 
-def audition(synth, seed: int, encoder, sentences: Sequence[str] = CHECK_SENTENCES,
-             asr: Optional[ASR] = None) -> Candidate:
-    """The seed's speaker latent with its own prompt, heard on ``sentences`` (sentence i sampled with seed i), and
-    read back by ``asr`` when given."""
+def audition(synth, seed: int, encoder, sentences: Sequence[str] = CHECK_SENTENCES) -> Candidate:
+    """The seed's speaker latent with its own prompt, heard on ``sentences`` (sentence i sampled with seed i)."""
     voice = synth.with_own_prompt(seed, PROMPT_TEXT, seed=seed, temperature=PROMPT_TEMPERATURE)
     wavs = [synth.synthesize(sentence, voice=voice, seed=index) for index, sentence in enumerate(sentences)]
     embeddings = np.stack([unit(encoder.embed(wav, synth.sample_rate)) for wav in wavs])
-    check_wer = None
-    if asr is not None:
-        errors = [word_errors(text, asr.transcribe(wav, synth.sample_rate)) for text, wav in zip(sentences, wavs)]
-        check_wer = 100.0 * sum_errors(errors).wer
-    return Candidate(seed, voice, embeddings, wavs, synth.sample_rate, check_wer)
+    return Candidate(seed, voice, embeddings, wavs, synth.sample_rate)
 
 
 def pick_distinct(candidates: Sequence[Candidate], n: int, same_voice: float = SAME_VOICE) -> List[Candidate]:
     """The ``n`` candidates farthest from the model's average voice, preferring voices unlike those taken.
 
-    The less consistent half is dropped (never below ``n``), then, when every candidate has a ``check_wer``, the
-    less intelligible half of the rest (never below ``n``). The average voice is the mean of every candidate:
+    The less consistent half is dropped (never below ``n``). The average voice is the mean of every candidate:
     where a speaker latent alone drifts, so a preset there is the voice any latent gives. Candidates at least half
     as far from it as the farthest are taken farthest first, skipping any within ``same_voice`` cosine of one
     already taken; if that leaves fewer than ``n``, the rest are filled in order of distance from the average.
@@ -115,8 +100,6 @@ def pick_distinct(candidates: Sequence[Candidate], n: int, same_voice: float = S
         return []
     ranked = sorted(candidates, key=lambda c: -c.consistency)
     pool = ranked[: max(n, (len(ranked) + 1) // 2)]
-    if all(c.check_wer is not None for c in pool):
-        pool = sorted(pool, key=lambda c: c.check_wer)[: max(n, (len(pool) + 1) // 2)]
     average = unit(np.mean([c.centroid for c in candidates], axis=0))
     distance = {id(c): 1.0 - float(c.centroid @ average) for c in pool}
     order = sorted(pool, key=lambda c: -distance[id(c)])
@@ -144,16 +127,13 @@ def name_by_pitch(picked: Sequence[Candidate]) -> List[Voice]:
         voice.description = f"preset voice (seed {candidate.seed}, continues its own prompt), median F0 {f0:.0f} Hz"
         voice.tags = {"median_f0": f"{f0:.1f}", "band": band,
                       "consistency": f"{candidate.consistency:.3f}"}
-        if candidate.check_wer is not None:
-            voice.tags["check_wer"] = f"{candidate.check_wer:.1f}"
         voices.append(voice)
     return voices
 
 
 def make_presets(synth, n_voices: int, n_candidates: Optional[int] = None, encoder=None,
-                 progress=None, asr: Optional[ASR] = None) -> List[Voice]:
-    """Audition ``n_candidates`` seeds (default ``CANDIDATES_PER_VOICE`` per voice), pick and name ``n_voices``.
-    ``encoder`` and ``asr`` default to the recipe's scorers (resemblyzer, pocketsphinx)."""
+                 progress=None) -> List[Voice]:
+    """Audition ``n_candidates`` seeds (default ``CANDIDATES_PER_VOICE`` per voice), pick and name ``n_voices``."""
     if n_voices <= 0:
         return []
     if synth.model.speaker is None:
@@ -163,11 +143,9 @@ def make_presets(synth, n_voices: int, n_candidates: Optional[int] = None, encod
         from espnet_kalle.scoring.speaker_sim import SpeakerEncoder
 
         encoder = SpeakerEncoder()
-    if asr is None:
-        asr = make_asr()
     candidates = []
     for seed in range(n_candidates):
-        candidates.append(audition(synth, seed, encoder, asr=asr))
+        candidates.append(audition(synth, seed, encoder))
         if progress is not None:
             progress(candidates[-1])
     return name_by_pitch(pick_distinct(candidates, n_voices))
@@ -204,7 +182,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     synth = KalleSynthesizer.from_pretrained(args.model_dir)
 
     def report(c: Candidate) -> None:
-        print(f"seed {c.seed}: consistency {c.consistency:.3f}, check WER {c.check_wer:.1f} %", flush=True)
+        print(f"seed {c.seed}: consistency {c.consistency:.3f}", flush=True)
 
     for voice in write_presets(args.model_dir, synth, args.voices, args.candidates, progress=report):
         print(f"{voice.name}: {voice.description}")
